@@ -1,0 +1,207 @@
+"""Reading SwiftFormer checkpoints (official `.pth`, transformers `.safetensors`/`.bin`).
+
+Everything is returned as a flat `{official_key: float32 numpy array}` dict: the official
+layout (`network.2.3.dwconv.weight`) is the one naming scheme the rest of the conversion knows.
+"""
+
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+
+import numpy as np
+
+from keras_swiftformer.models.variants import find_variant
+from keras_swiftformer.optional import require
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not hold a SwiftFormer."""
+
+
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".pth.tar", ".ckpt")
+SAFETENSORS_SUFFIX = ".safetensors"
+# Files of a transformers model folder, in order of preference (safetensors needs no torch).
+TRANSFORMERS_FILES = ("model.safetensors", "pytorch_model.bin")
+
+# transformers' key names -> the official ones. Each rule leaves official keys unchanged, so
+# `to_official_keys` is idempotent and accepts either layout (or a mixture).
+_TRANSFORMERS_RENAMES = (
+    (re.compile(r"^swiftformer\.patch_embed\.patch_embedding\."), "patch_embed."),
+    (re.compile(r"^swiftformer\.encoder\.network\.(\d+)\.blocks\.(\d+)\."), r"network.\1.\2."),
+    (re.compile(r"^swiftformer\.encoder\.network\.(\d+)\."), r"network.\1."),
+    (re.compile(r"\.depth_wise_conv\."), ".dwconv."),
+    (re.compile(r"\.point_wise_conv([12])\."), r".pwconv\1."),
+    (re.compile(r"\.attn\.proj\."), ".attn.Proj."),
+)
+# Wrappers that training scripts put around the model's own keys.
+_PREFIXES = ("module.", "model.", "_orig_mod.")
+
+
+def _to_numpy(value, key):
+    if isinstance(value, np.ndarray):
+        array = value
+    elif hasattr(value, "detach"):  # a torch tensor; torch is already imported if we got one
+        array = value.detach().cpu().float().numpy()
+    else:
+        raise CheckpointError(
+            f"Checkpoint entry {key!r} is not a tensor (got {type(value).__name__}). "
+            "Expected a state dict of tensors."
+        )
+    return np.asarray(array, dtype=np.float32)
+
+
+def to_official_keys(state_dict):
+    """Renames a transformers or official state dict to official keys, as float32 numpy.
+
+    Drops BatchNorm's `num_batches_tracked` counters, which inference never reads.
+    """
+    layout = "official"
+    result = {}
+    for key, value in state_dict.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        new_key = key
+        for prefix in _PREFIXES:
+            if new_key.startswith(prefix):
+                new_key = new_key[len(prefix):]
+        if new_key.startswith("swiftformer."):
+            layout = "transformers"
+        for pattern, replacement in _TRANSFORMERS_RENAMES:
+            new_key = pattern.sub(replacement, new_key)
+        if new_key in result:
+            raise CheckpointError(
+                f"Checkpoint keys {key!r} and another key both map to {new_key!r}."
+            )
+        result[new_key] = _to_numpy(value, key)
+    return result, layout
+
+
+def _unwrap(obj, source):
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"{source} does not hold a state dict (got {type(obj).__name__}). Expected "
+            "{'model': state_dict} as the official scripts save, or a bare state dict."
+        )
+    for wrapper in ("model", "state_dict", "model_ema"):
+        if wrapper in obj and isinstance(obj[wrapper], Mapping):
+            return obj[wrapper]
+    return obj
+
+
+def _read_torch(path):
+    torch = require("torch", f"reading the PyTorch checkpoint {path}")
+    try:
+        # weights_only=True: unpickling is restricted to tensors and plain containers, so a
+        # checkpoint can never run code on this machine.
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"Refused to load {path}: it contains Python objects other than tensors, and "
+            "loading it would run code from the file. Only load checkpoints you trust; "
+            f"re-save a trusted one as a plain state dict. (torch said: {str(error)[:300]})"
+        ) from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"Could not read {path} as a PyTorch checkpoint: the file is truncated, corrupt or "
+            f"not a checkpoint. Download it again. (torch said: {str(error)[:300]})"
+        ) from error
+    return _unwrap(obj, path)
+
+
+def _read_safetensors(path):
+    safetensors_numpy = require("safetensors.numpy", f"reading {path}")
+    try:
+        return safetensors_numpy.load_file(path)
+    except Exception as error:  # safetensors raises its own SafetensorError and others
+        raise CheckpointError(
+            f"Could not read {path} as safetensors: the file is truncated, corrupt or not a "
+            f"safetensors file. Download it again. (safetensors said: {str(error)[:300]})"
+        ) from error
+
+
+def read_checkpoint(source):
+    """Reads `source` into `(official-key numpy state dict, layout)`.
+
+    `source` is a path to a `.pth`/`.pt`/`.bin`/`.safetensors` file, a transformers model
+    folder (holding `model.safetensors` or `pytorch_model.bin`), or an in-memory state dict of
+    numpy arrays or torch tensors. `layout` is "official" or "transformers".
+    """
+    if isinstance(source, Mapping):
+        state = _unwrap(source, "The given mapping")
+    else:
+        path = os.fspath(source)
+        if os.path.isdir(path):
+            for name in TRANSFORMERS_FILES:
+                if os.path.isfile(os.path.join(path, name)):
+                    return read_checkpoint(os.path.join(path, name))
+            raise CheckpointError(
+                f"Folder {path} holds none of {list(TRANSFORMERS_FILES)}. Point to a checkpoint "
+                "file or to a transformers model folder."
+            )
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Checkpoint not found: {path}")
+        lower = path.lower()
+        if lower.endswith(SAFETENSORS_SUFFIX):
+            state = _read_safetensors(path)
+        elif lower.endswith(TORCH_SUFFIXES):
+            state = _read_torch(path)
+        else:
+            raise CheckpointError(
+                f"Unrecognised checkpoint file {path}. Expected a name ending in one of "
+                f"{list(TORCH_SUFFIXES) + [SAFETENSORS_SUFFIX]}."
+            )
+    if not state:
+        raise CheckpointError(f"The checkpoint {source!r} holds no tensors.")
+    return to_official_keys(state)
+
+
+def _require_key(state, key, what):
+    if key not in state:
+        raise CheckpointError(
+            f"The checkpoint has no {key!r} ({what}); it does not look like a SwiftFormer "
+            f"classifier. First keys found: {sorted(state)[:8]}"
+        )
+    return state[key]
+
+
+def infer_architecture(state):
+    """Depths, widths, classes, distillation and variant id read from tensor shapes."""
+    stage_blocks = {}
+    for key in state:
+        match = re.match(r"^network\.(\d+)\.(\d+)\.", key)
+        if match:
+            index, block = int(match.group(1)), int(match.group(2))
+            stage_blocks.setdefault(index, set()).add(block)
+    if not stage_blocks:
+        raise CheckpointError(
+            "The checkpoint has no 'network.<i>.<j>.' blocks; it does not look like a "
+            f"SwiftFormer. First keys found: {sorted(state)[:8]}"
+        )
+    indices = sorted(stage_blocks)
+    if indices != list(range(0, 2 * len(indices), 2)):
+        raise CheckpointError(
+            f"The checkpoint's stages sit at network indices {indices}; SwiftFormer stages "
+            "alternate with downsampling layers at 0, 2, 4, ..."
+        )
+    depths, widths = [], []
+    for index in indices:
+        blocks = sorted(stage_blocks[index])
+        if blocks != list(range(len(blocks))):
+            raise CheckpointError(f"Stage network.{index} has non-consecutive blocks {blocks}.")
+        depths.append(len(blocks))
+        last = len(blocks) - 1
+        local_kernel = _require_key(
+            state, f"network.{index}.{last}.local_representation.dwconv.weight",
+            f"the SwiftFormer Encoder ending stage {index // 2}",
+        )
+        widths.append(int(local_kernel.shape[0]))
+    head = _require_key(state, "head.weight", "the classifier head")
+    return {
+        "depths": tuple(depths),
+        "widths": tuple(widths),
+        "classes": int(head.shape[0]),
+        "distillation": "dist_head.weight" in state,
+        "variant": find_variant(depths, widths),
+    }

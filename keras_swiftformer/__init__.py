@@ -1,0 +1,25 @@
+"""keras-swiftformer: SwiftFormer (ICCV 2023) for Keras 3 on TensorFlow, JAX and PyTorch."""
+
+from keras_swiftformer import layers
+from keras_swiftformer.models import (
+    VARIANTS,
+    SwiftFormer,
+    SwiftFormerL1,
+    SwiftFormerL3,
+    SwiftFormerS,
+    SwiftFormerXS,
+    stage_feature_model,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VARIANTS",
+    "SwiftFormer",
+    "SwiftFormerL1",
+    "SwiftFormerL3",
+    "SwiftFormerS",
+    "SwiftFormerXS",
+    "layers",
+    "stage_feature_model",
+]

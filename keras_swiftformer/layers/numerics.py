@@ -1,0 +1,32 @@
+"""Exact, export-friendly spellings of the two non-trivial functions SwiftFormer uses.
+
+Both are written with plain `keras.ops` primitives on purpose:
+
+* `keras.activations.gelu(approximate=False)` lowers to `Erfc` on TensorFlow, which tf2onnx
+  cannot convert, and `keras.ops.normalize` lowers to float SQUARE/SUM ops that silently stay
+  float in an "int8" TFLite file. The forms below are mathematically identical to PyTorch's
+  `nn.GELU()` and `F.normalize` and stay convertible.
+"""
+
+import math
+
+from keras import ops
+
+# PyTorch's F.normalize divides by max(norm, eps) with eps=1e-12; comparing squared norms
+# against eps**2 gives the same result without a square root of zero in the gradient.
+L2_EPSILON = 1e-12
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+
+
+def exact_gelu(x):
+    """GELU in its exact erf form, identical to PyTorch's default `nn.GELU()`."""
+    return 0.5 * x * (1.0 + ops.erf(x * _INV_SQRT_2))
+
+
+def l2_normalize(x, axis=-1):
+    """`x / max(||x||_2, 1e-12)` over `axis`, identical to `torch.nn.functional.normalize`.
+
+    `axis` may be an int or a tuple of ints (the attention normalises over both spatial axes).
+    """
+    squared_norm = ops.sum(ops.square(x), axis=axis, keepdims=True)
+    return x * ops.rsqrt(ops.maximum(squared_norm, L2_EPSILON * L2_EPSILON))

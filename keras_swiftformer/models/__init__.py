@@ -1,0 +1,23 @@
+from keras_swiftformer.models.swiftformer import (
+    SwiftFormer,
+    SwiftFormerL1,
+    SwiftFormerL3,
+    SwiftFormerS,
+    SwiftFormerXS,
+    stage_feature_model,
+    stage_output_layers,
+)
+from keras_swiftformer.models.variants import VARIANTS, find_variant, get_variant
+
+__all__ = [
+    "SwiftFormer",
+    "SwiftFormerL1",
+    "SwiftFormerL3",
+    "SwiftFormerS",
+    "SwiftFormerXS",
+    "VARIANTS",
+    "find_variant",
+    "get_variant",
+    "stage_feature_model",
+    "stage_output_layers",
+]

@@ -1,0 +1,35 @@
+"""Imports of optional heavy dependencies, with a message naming the extra that brings each."""
+
+import importlib
+
+# module -> (pip extra of keras-swiftformer, what needs it)
+_EXTRAS = {
+    "torch": ("torch", "reading PyTorch .pth/.bin checkpoints"),
+    "safetensors": ("conversion", "reading .safetensors checkpoints"),
+    "safetensors.numpy": ("conversion", "reading .safetensors checkpoints"),
+    "tensorflow": ("tensorflow", "the TensorFlow backend and TFLite export"),
+    "jax": ("jax", "the JAX backend"),
+}
+
+
+class MissingDependencyError(ImportError):
+    """An optional dependency needed for the requested operation is not installed."""
+
+
+def require(module_name, purpose=None):
+    """Imports `module_name` or raises `MissingDependencyError` saying what to install."""
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as error:
+        extra, default_purpose = _EXTRAS.get(module_name, (None, None))
+        purpose = purpose or default_purpose or "this operation"
+        hint = (
+            f"pip install 'keras-swiftformer[{extra}]'" if extra else f"pip install {module_name}"
+        )
+        if module_name == "torch":
+            # Any other torch spec pulls several GB of CUDA wheels on machines without a GPU.
+            hint += " (or: pip install torch==2.13.0 for the CPU build)"
+        raise MissingDependencyError(
+            f"`{module_name}` is required for {purpose} but is not installed. "
+            f"Install it with: {hint}. (Original error: {error})"
+        ) from error
