@@ -256,8 +256,9 @@ def stage_output_layers(model):
 
 def stage_feature_model(model):
     """A model sharing `model`'s weights whose outputs are the four stage outputs."""
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     return keras.Model(
-        model.inputs,
+        inputs,
         [layer.output for layer in stage_output_layers(model)],
         name=f"{model.name}_stages",
     )

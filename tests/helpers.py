@@ -1,0 +1,88 @@
+"""Shared test helpers. Every test module runs on the backend in KERAS_BACKEND."""
+
+import importlib
+import os
+
+import keras
+import numpy as np
+import pytest
+
+BACKEND = keras.backend.backend()
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GOLDEN_PATH = os.path.join(ROOT, "tests", "golden", "tiny_swiftformer.npz")
+
+# A reduced SwiftFormer: every block type, four stages, a stage of two Conv. Encoders.
+TINY = {"depths": (2, 1, 2, 1), "widths": (8, 16, 24, 32), "classes": 10}
+RELEASES = ("normalize", "softmax_v1")
+LOGIT_TOLERANCE = 1e-4
+
+
+def optional(module_name):
+    """Imports an optional test dependency, or skips; in CI (KSF_REQUIRE_ALL=1) a missing one
+    fails instead, so the default run cannot silently drop a capability."""
+    try:
+        return importlib.import_module(module_name)
+    except ImportError:
+        if os.environ.get("KSF_REQUIRE_ALL") == "1":
+            pytest.fail(f"{module_name} is required in this run (KSF_REQUIRE_ALL=1) but missing")
+        pytest.skip(f"{module_name} is not installed")
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def random_images(shape, seed=0):
+    return np.random.RandomState(seed).uniform(-2.0, 2.0, shape).astype("float32")
+
+
+def assert_stage_close(actual, expected, rtol=LOGIT_TOLERANCE):
+    """Stage outputs can be large (first-release attention sums over all tokens), so the
+    tolerance is relative to the reference's magnitude, never looser than 1e-4 absolute."""
+    assert len(actual) == len(expected)
+    for index, (a, e) in enumerate(zip(actual, expected)):
+        a = to_numpy(a)
+        assert a.shape == e.shape, f"stage {index}: {a.shape} != {e.shape}"
+        scale = max(1.0, float(np.abs(e).max()))
+        diff = float(np.abs(a - e).max())
+        assert diff <= rtol * scale, f"stage {index}: max diff {diff} (scale {scale})"
+
+
+def tiny_model(**kwargs):
+    from keras_swiftformer import SwiftFormer
+
+    arguments = {"classes": TINY["classes"], **kwargs}
+    return SwiftFormer(TINY["depths"], TINY["widths"], **arguments)
+
+
+def gradients(model, images, labels):
+    """Gradient of the mean cross-entropy w.r.t. every trainable weight, by variable path."""
+    variables = model.trainable_variables
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, model(images, training=True))
+        grads = tape.gradient(loss, variables)
+    elif BACKEND == "jax":
+        import jax
+
+        trainable = [v.value for v in variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        def compute_loss(trainable_values):
+            logits, _ = model.stateless_call(trainable_values, non_trainable, images, training=True)
+            return loss_fn(labels, logits)
+
+        grads = jax.grad(compute_loss)(trainable)
+    elif BACKEND == "torch":
+        import torch
+
+        model.zero_grad() if hasattr(model, "zero_grad") else None
+        loss = loss_fn(torch.as_tensor(labels), model(images, training=True))
+        loss.backward()
+        grads = [v.value.grad for v in variables]
+    else:
+        raise NotImplementedError(BACKEND)
+    return {v.path: (None if g is None else to_numpy(g)) for v, g in zip(variables, grads)}

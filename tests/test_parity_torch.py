@@ -1,0 +1,59 @@
+"""Parity against transformers' SwiftFormer (first release) and the official current-release
+attention, for every variant, on random weights and buffers."""
+
+import numpy as np
+import pytest
+
+from helpers import (
+    GOLDEN_PATH,
+    LOGIT_TOLERANCE,
+    RELEASES,
+    assert_stage_close,
+    optional,
+    random_images,
+    to_numpy,
+)
+
+optional("torch")
+optional("transformers")
+
+from conversion import convert_checkpoint  # noqa: E402
+from keras_swiftformer import stage_feature_model  # noqa: E402
+from keras_swiftformer.models import VARIANTS  # noqa: E402
+from reference import build_reference, run_reference  # noqa: E402
+
+# 224x224 as in the paper, and a non-square size whose sides are not multiples of 32.
+INPUTS = {"224x224": (1, 224, 224, 3), "200x264": (2, 200, 264, 3)}
+
+
+@pytest.mark.parametrize("release", RELEASES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variant_matches_reference(variant, release):
+    spec = VARIANTS[variant]
+    reference = build_reference(spec["depths"], spec["widths"], attention_pooling=release)
+    state = {k: v.numpy() for k, v in reference.state_dict().items()}
+    model = convert_checkpoint(state, attention_pooling=release)
+    assert model.name == f"swiftformer_{variant.lower()}"
+    features = stage_feature_model(model)
+    report = {}
+    for label, shape in INPUTS.items():
+        images = random_images(shape, seed=len(label))
+        expected_logits, expected_stages = run_reference(reference, images)
+        logits = to_numpy(model(images, training=False))
+        report[label] = float(np.abs(logits - expected_logits).max())
+        assert report[label] <= LOGIT_TOLERANCE, report
+        assert_stage_close(features(images, training=False), expected_stages)
+    print(f"max |logit diff| {variant} {release}: {report}")
+
+
+def test_golden_fixture_is_reproducible(golden):
+    """The committed fixture is what the reference produces today."""
+    import sys
+
+    sys.path.insert(0, str(__import__("os").path.dirname(GOLDEN_PATH)))
+    from make_golden import make_golden
+
+    fresh = make_golden()
+    assert sorted(fresh) == sorted(golden)
+    for key, value in fresh.items():
+        np.testing.assert_allclose(golden[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
