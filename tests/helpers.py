@@ -75,7 +75,7 @@ def gradients(model, images, labels):
             logits, _ = model.stateless_call(trainable_values, non_trainable, images, training=True)
             return loss_fn(labels, logits)
 
-        grads = jax.grad(compute_loss)(trainable)
+        grads = jax.jit(jax.grad(compute_loss))(trainable)
     elif BACKEND == "torch":
         import torch
 

@@ -10,6 +10,7 @@ Both are written with plain `keras.ops` primitives on purpose:
 
 import math
 
+import keras
 from keras import ops
 
 # PyTorch's F.normalize divides by max(norm, eps) with eps=1e-12; comparing squared norms
@@ -18,8 +19,14 @@ L2_EPSILON = 1e-12
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 
 
+def _tensor(x):
+    # Lets the functions take NumPy arrays too (the torch backend cannot mix them in `*`).
+    return x if isinstance(x, keras.KerasTensor) else ops.convert_to_tensor(x)
+
+
 def exact_gelu(x):
     """GELU in its exact erf form, identical to PyTorch's default `nn.GELU()`."""
+    x = _tensor(x)
     return 0.5 * x * (1.0 + ops.erf(x * _INV_SQRT_2))
 
 
@@ -28,5 +35,6 @@ def l2_normalize(x, axis=-1):
 
     `axis` may be an int or a tuple of ints (the attention normalises over both spatial axes).
     """
+    x = _tensor(x)
     squared_norm = ops.sum(ops.square(x), axis=axis, keepdims=True)
     return x * ops.rsqrt(ops.maximum(squared_norm, L2_EPSILON * L2_EPSILON))

@@ -1,0 +1,166 @@
+"""Each building block on its own: numerics, behaviour, and config round trips."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import to_numpy
+from keras_swiftformer import layers as ksl
+
+
+def test_exact_gelu_is_the_erf_form():
+    x = np.linspace(-6, 6, 97).astype("float32")
+    expected = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype("float64")])
+    np.testing.assert_allclose(to_numpy(ksl.exact_gelu(x)), expected, atol=1e-6)
+    # The tanh approximation differs by up to ~5e-4: this would catch using it by mistake.
+    approx = to_numpy(keras.activations.gelu(x, approximate=True))
+    assert np.abs(approx - expected).max() > 1e-4
+
+
+def test_l2_normalize_matches_torch_semantics():
+    x = np.random.RandomState(0).normal(size=(2, 3, 4, 5)).astype("float32")
+    out = to_numpy(ksl.l2_normalize(x, axis=-1))
+    np.testing.assert_allclose(out, x / np.linalg.norm(x, axis=-1, keepdims=True), rtol=1e-5)
+    over_tokens = to_numpy(ksl.l2_normalize(x, axis=(1, 2)))
+    norms = np.sqrt((x**2).sum(axis=(1, 2), keepdims=True))
+    np.testing.assert_allclose(over_tokens, x / norms, rtol=1e-5)
+    # F.normalize divides by max(norm, 1e-12): zeros stay zeros, tiny vectors are not blown up.
+    zeros = np.zeros((1, 4), "float32")
+    assert np.all(to_numpy(ksl.l2_normalize(zeros)) == 0)
+    tiny = np.full((1, 4), 1e-14, "float32")
+    np.testing.assert_allclose(to_numpy(ksl.l2_normalize(tiny)), tiny / 1e-12, rtol=1e-5)
+
+
+def _attention(mode, dim=8):
+    layer = ksl.EfficientAdditiveAttention(dim, attention_pooling=mode)
+    layer.build((None, None, None, dim))
+    return layer
+
+
+@pytest.mark.parametrize("mode", ["normalize", "softmax_v1"])
+def test_attention_token_layout_does_not_matter(mode):
+    """(B, H, W, C) and the flattened (B, H*W, C) give the same result: the 4D form the model
+    uses is the official attention on tokens, with no reshape."""
+    layer = _attention(mode)
+    x = np.random.RandomState(1).normal(size=(2, 3, 5, 8)).astype("float32")
+    four_d = to_numpy(layer(x))
+    three_d = to_numpy(layer(x.reshape(2, 15, 8)))
+    np.testing.assert_allclose(four_d.reshape(2, 15, 8), three_d, atol=1e-5)
+
+
+def test_attention_matches_a_numpy_transcription():
+    layer = _attention("normalize")
+    x = np.random.RandomState(2).normal(size=(2, 7, 8)).astype("float32")
+    w = {v.path.split("/")[-2] + "/" + v.name: to_numpy(v) for v in layer.weights}
+
+    def linear(t, name):
+        return t @ w[f"{name}/kernel"] + w[f"{name}/bias"]
+
+    def norm(t, axis):
+        return t / np.maximum(np.linalg.norm(t, axis=axis, keepdims=True), 1e-12)
+
+    q = norm(linear(x, "to_query"), -1)
+    k = norm(linear(x, "to_key"), -1)
+    a = norm(q @ to_numpy(layer.w_g) * 8**-0.5, 1)
+    g = (a * q).sum(axis=1, keepdims=True)
+    expected = linear(linear(g * k, "proj") + q, "final")
+    np.testing.assert_allclose(to_numpy(layer(x)), expected, atol=1e-5)
+
+
+def test_first_release_ignores_w_g_and_current_release_uses_it():
+    x = np.random.RandomState(3).normal(size=(1, 4, 4, 8)).astype("float32")
+    for mode, changes in (("softmax_v1", False), ("normalize", True)):
+        layer = _attention(mode)
+        before = to_numpy(layer(x))
+        layer.w_g.assign(np.random.RandomState(4).normal(size=(8, 1)).astype("float32"))
+        assert (np.abs(to_numpy(layer(x)) - before).max() > 1e-4) == changes, mode
+
+
+def test_attention_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="attention_pooling.*Received: attention_pooling='softmax'"):
+        ksl.EfficientAdditiveAttention(8, attention_pooling="softmax")
+    with pytest.raises(ValueError, match="created for dim=8 but received 6 channels"):
+        ksl.EfficientAdditiveAttention(8)(np.zeros((1, 2, 2, 6), "float32"))
+
+
+def test_stochastic_depth():
+    layer = ksl.StochasticDepth(0.5, seed=1)
+    x = np.ones((64, 2, 2, 3), "float32")
+    np.testing.assert_array_equal(to_numpy(layer(x, training=False)), x)
+    out = to_numpy(layer(x, training=True))
+    per_sample = out.reshape(64, -1)
+    # Whole samples are dropped or kept (rescaled by 1/keep), never single elements.
+    assert set(np.unique(per_sample)) <= {0.0, 2.0}
+    assert np.all(per_sample.min(axis=1) == per_sample.max(axis=1))
+    assert 10 < (per_sample[:, 0] == 0).sum() < 54
+    with pytest.raises(ValueError, match=r"`rate` must be in \[0, 1\)"):
+        ksl.StochasticDepth(1.0)
+
+
+def test_layer_scale_starts_at_its_init_value():
+    layer = ksl.LayerScale(1e-5)
+    out = to_numpy(layer(np.ones((1, 2, 2, 4), "float32")))
+    np.testing.assert_allclose(out, 1e-5)
+
+
+def test_blocks_check_their_width():
+    with pytest.raises(ValueError, match="created for dim=16 channels but received an input with 8"):
+        ksl.ConvEncoder(16, 64)(np.zeros((1, 4, 4, 8), "float32"))
+
+
+def test_strided_layers_pad_symmetrically():
+    """PyTorch's padding=1 with stride 2: output size floor((n - 1) / 2) + 1 on every side,
+    and the top-left output sees the padded border exactly like the bottom-right."""
+    stem = ksl.Stem(8)
+    down = ksl.DownsampleEmbedding(12)
+    assert stem.compute_output_shape((1, 15, 16, 3)) == (1, 4, 4, 8)
+    assert tuple(down(np.zeros((1, 7, 6, 8), "float32")).shape) == (1, 4, 3, 12)
+    # A delta in the image centre, symmetric kernel: the response is symmetric.
+    conv = down.proj
+    conv.kernel.assign(np.ones(conv.kernel.shape, "float32"))
+    conv.bias.assign(np.zeros(conv.bias.shape, "float32"))
+    x = np.ones((1, 7, 7, 8), "float32")
+    out = to_numpy(down.proj(down.pad(x)))[0, :, :, 0]
+    np.testing.assert_array_equal(out, out[::-1, ::-1])
+
+
+LAYER_CASES = [
+    (ksl.Stem, {"filters": 8}, (2, 17, 22, 3)),
+    (ksl.DownsampleEmbedding, {"filters": 12}, (2, 9, 8, 8)),
+    (ksl.ConvEncoder, {"dim": 8, "hidden_dim": 32, "drop_path_rate": 0.1}, (2, 5, 6, 8)),
+    (ksl.LocalRepresentation, {"dim": 8}, (2, 5, 6, 8)),
+    (ksl.ConvMlp, {"dim": 8, "hidden_dim": 16}, (2, 5, 6, 8)),
+    (ksl.EfficientAdditiveAttention, {"dim": 8, "attention_pooling": "softmax_v1"}, (2, 5, 6, 8)),
+    (ksl.EfficientAdditiveAttention, {"dim": 8}, (2, 30, 8)),
+    (
+        ksl.SwiftFormerEncoder,
+        {"dim": 8, "mlp_ratio": 2, "drop_path_rate": 0.2, "attention_pooling": "softmax_v1"},
+        (2, 5, 6, 8),
+    ),
+    (ksl.LayerScale, {"init_value": 0.5}, (2, 3, 8)),
+    (ksl.StochasticDepth, {"rate": 0.3, "seed": 3}, (2, 3, 8)),
+]
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs,shape", LAYER_CASES, ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(LAYER_CASES)]
+)
+def test_layer_config_round_trip(cls, kwargs, shape):
+    layer = cls(**kwargs, name="under_test")
+    x = np.random.RandomState(5).normal(size=shape).astype("float32")
+    out = to_numpy(layer(x, training=False) if "training" in layer.call.__code__.co_varnames else layer(x))
+    assert out.shape == tuple(layer.compute_output_shape(shape))
+    config = layer.get_config()
+    for key, value in kwargs.items():
+        assert config[key] == value, key
+    # Through the registered serialisation, as a saved model does it.
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(clone) is cls and clone.get_config() == config
+    assert clone.built  # the build config travels with the serialised layer
+    assert len(clone.weights) == len(layer.weights)
+    for target, source in zip(clone.weights, layer.weights):
+        target.assign(source)
+    again = to_numpy(clone(x, training=False) if "training" in clone.call.__code__.co_varnames else clone(x))
+    np.testing.assert_allclose(again, out, atol=1e-6)

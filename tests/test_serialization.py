@@ -1,0 +1,86 @@
+"""Saving and loading: .keras files, weights files, and weights moved between backends."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import BACKEND, ROOT, TINY, random_images, tiny_model, to_numpy
+
+IMAGES = random_images((2, 40, 56, 3), seed=11)
+
+
+def _randomise(model, seed=0):
+    rng = np.random.RandomState(seed)
+    for variable in model.weights:
+        if "seed_generator" in variable.path:
+            continue
+        low = 0.5 if "variance" in variable.path else -0.5
+        variable.assign(rng.uniform(low, low + 1.0, variable.shape).astype("float32"))
+
+
+@pytest.mark.parametrize("release", ["normalize", "softmax_v1"])
+def test_keras_file_round_trip(tmp_path, release):
+    model = tiny_model(attention_pooling=release, drop_path_rate=0.1, classifier_activation="softmax")
+    _randomise(model)
+    path = str(tmp_path / "tiny.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        to_numpy(loaded(IMAGES, training=False)), to_numpy(model(IMAGES, training=False)), atol=1e-6
+    )
+    encoder = loaded.get_layer("stage3_block0")
+    assert encoder.attn.attention_pooling == release and encoder.drop_path_rate == 0.1
+    # A .keras file is also accepted as `weights=`.
+    rebuilt = tiny_model(attention_pooling=release, classifier_activation="softmax", weights=path)
+    np.testing.assert_allclose(
+        to_numpy(rebuilt(IMAGES, training=False)), to_numpy(model(IMAGES, training=False)), atol=1e-6
+    )
+
+
+def test_plain_weights_file_round_trip(tmp_path):
+    model = tiny_model()
+    _randomise(model, seed=1)
+    path = str(tmp_path / "plain.weights.h5")
+    model.save_weights(path)  # no metadata: the builder trusts the user's configuration
+    loaded = tiny_model(weights=path)
+    np.testing.assert_allclose(to_numpy(loaded(IMAGES)), to_numpy(model(IMAGES)), atol=1e-6)
+    with pytest.raises(ValueError, match="different architecture or head"):
+        tiny_model(weights=path, classes=3)
+
+
+_OTHER_BACKEND = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}
+
+_LOAD_SCRIPT = """
+import json, sys
+import numpy as np
+sys.path[:0] = [{root!r}, {tests!r}]
+from helpers import tiny_model, to_numpy
+model = tiny_model(weights={weights!r})
+np.save({output!r}, to_numpy(model(np.load({images!r}), training=False)))
+"""
+
+
+def test_weights_move_between_backends(tmp_path):
+    """Weights saved here load on another backend with identical outputs (the three tests of
+    this kind, one per backend run, cover TF->JAX, JAX->torch and torch->TF)."""
+    model = tiny_model()
+    _randomise(model, seed=2)
+    weights, images, output = (str(tmp_path / n) for n in ("w.weights.h5", "x.npy", "y.npy"))
+    model.save_weights(weights)
+    np.save(images, IMAGES)
+    other = _OTHER_BACKEND[BACKEND]
+    script = _LOAD_SCRIPT.format(
+        root=ROOT, tests=os.path.join(ROOT, "tests"), weights=weights, images=images, output=output
+    )
+    environment = dict(os.environ, KERAS_BACKEND=other)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(np.load(output), to_numpy(model(IMAGES, training=False)), atol=1e-5)
+    assert json.dumps(TINY)  # the subprocess built the same TINY configuration
