@@ -1,0 +1,57 @@
+"""Runs the whole test suite once per Keras backend (TensorFlow, JAX, PyTorch).
+
+A backend is chosen when Keras is first imported, so each backend needs its own pytest
+process. Extra arguments go to pytest, e.g. `python scripts/run_tests.py -k parity -x`.
+`--backends jax,torch` picks backends. Exits non-zero if any run failed or ran no test
+(pytest's exit code 5). Prints one combined closing line.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+BACKENDS = ("tensorflow", "jax", "torch")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    args, pytest_args = parser.parse_known_args(argv)
+    totals = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
+    failures = []
+    for backend in args.backends.split(","):
+        if backend not in BACKENDS:
+            parser.error(f"unknown backend {backend!r}; choose from {BACKENDS}")
+        print(f"\n===== KERAS_BACKEND={backend} =====", flush=True)
+        environment = dict(os.environ, KERAS_BACKEND=backend)
+        start = time.time()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args],
+            cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        last_line = ""
+        for line in process.stdout:
+            sys.stdout.write(line)
+            if line.strip():
+                last_line = line
+        code = process.wait()
+        counts = {kind.rstrip("s").replace("errors", "error"): int(n) for n, kind in _COUNT.findall(last_line)}
+        for kind in totals:
+            totals[kind] += counts.get(kind, 0)
+        print(f"===== {backend}: exit {code} in {time.time() - start:.0f}s =====", flush=True)
+        if code != 0:
+            failures.append(f"{backend} (pytest exit {code}{', no tests ran' if code == 5 else ''})")
+    if failures:
+        print("failed backends: " + ", ".join(failures))
+    failed = totals["failed"] + totals["error"] + (len(failures) if not totals["failed"] + totals["error"] else 0)
+    print(f"all backends: {totals['passed']} passed, {failed} failed, {totals['skipped']} skipped")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: sets up .venv if needed, then runs the suite on TensorFlow, JAX and PyTorch.
+# Arguments go to pytest, e.g. `bash scripts/test.sh -k parity`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# Optional dependencies are part of the default run: a missing one fails instead of skipping.
+export KSF_REQUIRE_ALL=1
+exec .venv/bin/python scripts/run_tests.py -q "$@"
