@@ -4,6 +4,7 @@ Everything is returned as a flat `{official_key: float32 numpy array}` dict: the
 layout (`network.2.3.dwconv.weight`) is the one naming scheme the rest of the conversion knows.
 """
 
+import argparse
 import os
 import pickle
 import re
@@ -90,12 +91,30 @@ def _unwrap(obj, source):
     return obj
 
 
+def _check_torch_file(path):
+    """A clear diagnosis before torch sees the bytes: its own errors for a non-checkpoint
+    (an HTML error page, say) talk about unsafe pickles, which would mislead."""
+    with open(path, "rb") as file:
+        head = file.read(64)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return  # the zip format of torch.save, or the legacy pickle format
+    kind = "an HTML page (an error or confirmation page saved instead of the file)" if head.lstrip()[:1] == b"<" else "not a PyTorch checkpoint"
+    raise CheckpointError(
+        f"Could not read {path} as a PyTorch checkpoint: the file is truncated, corrupt or "
+        f"{kind}. It starts with {head[:16]!r}. Download it again."
+    )
+
+
 def _read_torch(path):
     torch = require("torch", f"reading the PyTorch checkpoint {path}")
+    _check_torch_file(path)
     try:
         # weights_only=True: unpickling is restricted to tensors and plain containers, so a
-        # checkpoint can never run code on this machine.
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # checkpoint can never run code on this machine. Full training checkpoints of the
+        # official main.py also hold `args`, an argparse.Namespace: a plain attribute bag,
+        # allowed explicitly.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"Refused to load {path}: it contains Python objects other than tensors, and "

@@ -21,7 +21,7 @@ def default_attention_pooling(layout):
     return "softmax_v1" if layout == "transformers" else "normalize"
 
 
-def convert_checkpoint(source, output=None, variant=None, attention_pooling=None):
+def convert_checkpoint(source, output=None, variant=None, attention_pooling=None, metadata=None):
     """Converts an official or transformers SwiftFormer checkpoint to a Keras model.
 
     Args:
@@ -33,6 +33,7 @@ def convert_checkpoint(source, output=None, variant=None, attention_pooling=None
             against them when given.
         attention_pooling: "normalize" or "softmax_v1"; None picks the one the checkpoint's
             layout implies (see `default_attention_pooling`).
+        metadata: extra JSON-serialisable entries for the output file's metadata record.
 
     Returns:
         The Keras model with every checkpoint tensor loaded.
@@ -80,6 +81,7 @@ def convert_checkpoint(source, output=None, variant=None, attention_pooling=None
                 "distillation": architecture["distillation"],
                 "attention_pooling": attention_pooling,
                 "source_layout": layout,
+                **(metadata or {}),
             },
         )
     return model

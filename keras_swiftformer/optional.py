@@ -9,6 +9,7 @@ _EXTRAS = {
     "safetensors.numpy": ("conversion", "reading .safetensors checkpoints"),
     "tensorflow": ("tensorflow", "the TensorFlow backend and TFLite export"),
     "jax": ("jax", "the JAX backend"),
+    "PIL.Image": ("images", "reading images"),
 }
 
 

@@ -220,26 +220,27 @@ class CheckpointFile(WeightsSource):
         port_state_dict(model, self.state)
 
 
-def inspect_weights(weights):
-    """A `WeightsSource` for what the user passed as `weights=`."""
+def inspect_weights(weights, depths=None, widths=None):
+    """A `WeightsSource` for what the user passed as `weights=`.
+
+    "imagenet" / "imagenet_v1" need the model's `depths` and `widths` to pick the variant.
+    """
     if isinstance(weights, WeightsSource):
         return weights
     if isinstance(weights, str) and weights in ("imagenet", "imagenet_v1"):
-        raise ValueError(
-            f"weights={weights!r}: pretrained ImageNet weights are not bundled in this version. "
-            "Convert an official checkpoint with `python -m conversion convert` and pass the "
-            "resulting .weights.h5 path."
-        )
+        from keras_swiftformer.pretrained import fetch_weights, pretrained_variant
+
+        return KerasWeightsFile(fetch_weights(pretrained_variant(depths, widths, weights), weights))
     if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(
-            "`weights` must be None or a path to a .weights.h5, .keras, .pth, .bin or "
-            f".safetensors file. Received: weights={weights!r}"
+            "`weights` must be None, 'imagenet', 'imagenet_v1', or a path to a .weights.h5, "
+            f".keras, .pth, .bin or .safetensors file. Received: weights={weights!r}"
         )
     path = os.fspath(weights)
     if not os.path.exists(path):
         raise FileNotFoundError(
-            f"Weights file not found: {path}. Pass None, or a path to a .weights.h5, .keras, "
-            ".pth, .bin or .safetensors file."
+            f"Weights file not found: {path}. Pass None, 'imagenet', 'imagenet_v1', or a path "
+            "to a .weights.h5, .keras, .pth, .bin or .safetensors file."
         )
     if path.endswith(KERAS_WEIGHTS_SUFFIX):
         return KerasWeightsFile(path)

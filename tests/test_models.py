@@ -99,7 +99,7 @@ def test_drop_path_schedule_follows_the_official_rule():
         ({"input_shape": (224, 224, None)}, "number of input channels must be known"),
         ({"classes": 0}, r"`classes` must be a positive integer"),
         ({"attention_pooling": "mean"}, r"`attention_pooling` must be one of"),
-        ({"weights": "imagenet"}, "not bundled in this version"),
+        ({"weights": "imagenet"}, "exist only for the SwiftFormer variants XS, S, L1 and L3"),
         ({"weights": 3}, "`weights` must be None or a path"),
     ],
 )

@@ -97,8 +97,10 @@ def SwiftFormer(
         widths: channels per stage.
         include_top: whether to add the classifier (final BatchNorm always belongs to the
             backbone, so pooled features are what the classifier sees).
-        weights: None (random initialisation), or a path to weights; see
-            `keras_swiftformer.weights.load_weights` for what is accepted.
+        weights: None (random initialisation), "imagenet" (current official release),
+            "imagenet_v1" (first release, Hugging Face Hub checkpoints), or a path to a
+            `.weights.h5`, `.keras`, official `.pth`, or transformers `.safetensors`/`.bin`
+            file (see `keras_swiftformer.weights`).
         input_tensor: optional Keras tensor to use as the image input.
         input_shape: (height, width, channels), channels last. Defaults to (None, None, 3):
             any resolution, square or not.
@@ -128,7 +130,7 @@ def SwiftFormer(
 
     source = None
     if weights is not None:
-        source = weights_lib.inspect_weights(weights)
+        source = weights_lib.inspect_weights(weights, depths, widths)
         source.check_architecture(depths, widths)
         attention_pooling = source.choose_attention_pooling(attention_pooling)
         if distillation is None:

@@ -1,0 +1,144 @@
+"""Input preprocessing and prediction decoding, as the official SwiftFormer evaluation does it.
+
+The official evaluation (`util/datasets.py`, which the paper's accuracies were measured with):
+resize the shorter side to `int(256 / 224 * size)` (256 for 224) with PIL's bicubic filter,
+centre-crop `size` x `size`, scale to [0, 1] and normalise with the ImageNet mean and std.
+(The `crop_pct=0.9` in the models' `default_cfg` is not used by it, and transformers' image
+processor resizes straight to 224x224, which is different again.)
+"""
+
+import csv
+import os
+
+import keras
+import numpy as np
+from keras import ops
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_IMAGE_SIZE = 224
+_CLASSES_FILE = os.path.join(os.path.dirname(__file__), "data", "imagenet_classes.tsv")
+
+
+def resize_size(image_size):
+    """The shorter side the official evaluation resizes to before cropping (256 for 224)."""
+    return int((256 / 224) * image_size)
+
+
+def preprocess_input(x):
+    """RGB pixels in [0, 255] (uint8 or float), channels last -> ImageNet-normalised float32.
+
+    NumPy in, NumPy out; a backend tensor in, a backend tensor out.
+    """
+    mean = np.array(IMAGENET_MEAN, "float32") * 255.0
+    inverse_std = 1.0 / (np.array(IMAGENET_STD, "float32") * 255.0)
+    if isinstance(x, np.ndarray) or isinstance(x, (list, tuple)):
+        x = np.asarray(x)
+        if x.shape[-1] != 3:
+            raise ValueError(f"Expected RGB images with 3 channels last. Received: shape={x.shape}")
+        return (x.astype("float32") - mean) * inverse_std
+    if x.shape[-1] != 3:
+        raise ValueError(f"Expected RGB images with 3 channels last. Received: shape={x.shape}")
+    return (ops.cast(x, "float32") - mean) * inverse_std
+
+
+def center_crop_box(height, width, size):
+    """(top, left) of torchvision's CenterCrop: int(round((dim - size) / 2))."""
+    return int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+
+
+def resized_shape(height, width, shorter):
+    """torchvision's Resize(int) rule: shorter side -> `shorter`, longer side truncated."""
+    if height <= width:
+        return shorter, int(shorter * width / height)
+    return int(shorter * height / width), shorter
+
+
+def load_image(path_or_image, image_size=DEFAULT_IMAGE_SIZE, normalize=True):
+    """The official evaluation transform on one image, exactly (it uses Pillow, as they do).
+
+    Args:
+        path_or_image: a file path, a PIL image, or a uint8 (H, W, 3) array.
+        image_size: output side.
+        normalize: apply `preprocess_input`; False returns float pixels in [0, 255].
+
+    Returns:
+        float32 array (image_size, image_size, 3).
+    """
+    from keras_swiftformer.optional import require
+
+    Image = require("PIL.Image", "loading and resizing images")
+    if isinstance(path_or_image, np.ndarray):
+        image = Image.fromarray(np.asarray(path_or_image, "uint8"))
+    elif isinstance(path_or_image, (str, os.PathLike)):
+        try:
+            with Image.open(path_or_image) as opened:
+                image = opened.convert("RGB")
+        except (OSError, ValueError) as error:
+            raise ValueError(f"Could not read {path_or_image} as an image: {error}") from error
+    else:
+        image = path_or_image
+    image = image.convert("RGB")
+    height, width = image.height, image.width
+    new_height, new_width = resized_shape(height, width, resize_size(image_size))
+    image = image.resize((new_width, new_height), Image.BICUBIC)
+    top, left = center_crop_box(new_height, new_width, image_size)
+    image = image.crop((left, top, left + image_size, top + image_size))
+    pixels = np.asarray(image, dtype="float32")
+    return preprocess_input(pixels) if normalize else pixels
+
+
+def resize_and_center_crop(images, image_size=DEFAULT_IMAGE_SIZE):
+    """The evaluation resize and crop with `keras.ops`, for any backend and inside graphs.
+
+    `images`: (H, W, 3) or (B, H, W, 3) pixels with a static size. Bicubic with antialiasing,
+    like PIL, but not bit-identical to it: on photographs the difference after normalisation
+    is bounded in `tests/test_preprocessing.py`. Use `load_image` for the exact transform.
+    """
+    single = len(images.shape) == 3
+    if single:
+        images = ops.expand_dims(images, 0)
+    height, width = int(images.shape[1]), int(images.shape[2])
+    new_height, new_width = resized_shape(height, width, resize_size(image_size))
+    resized = ops.image.resize(
+        ops.cast(images, "float32"),
+        (new_height, new_width),
+        interpolation="bicubic",
+        antialias=True,
+        data_format="channels_last",
+    )
+    top, left = center_crop_box(new_height, new_width, image_size)
+    cropped = resized[:, top : top + image_size, left : left + image_size, :]
+    # PIL clamps bicubic overshoot and rounds to uint8; doing the same halves the difference.
+    cropped = ops.round(ops.clip(cropped, 0.0, 255.0))
+    return cropped[0] if single else cropped
+
+
+def imagenet_classes():
+    """[(wordnet_id, names)] for the 1000 ImageNet-1k classes, in the models' output order."""
+    with open(_CLASSES_FILE, encoding="utf-8") as file:
+        rows = [row for row in csv.reader(file, delimiter="\t") if row and not row[0].startswith("#")]
+    return [(wnid, names) for wnid, names in rows]
+
+
+def decode_predictions(preds, top=5):
+    """Top classes per image: a list (one per image) of (wordnet_id, name, score) tuples.
+
+    `preds`: (batch, 1000) logits or probabilities from an ImageNet-1k SwiftFormer. The score
+    is whatever `preds` holds (apply a softmax first for probabilities).
+    """
+    preds = np.asarray(keras.ops.convert_to_numpy(preds))
+    if preds.ndim != 2 or preds.shape[1] != 1000:
+        raise ValueError(
+            "`decode_predictions` expects a batch of ImageNet-1k predictions, shape "
+            f"(samples, 1000). Received: shape={preds.shape}"
+        )
+    top = int(top)
+    if not 1 <= top <= 1000:
+        raise ValueError(f"`top` must be between 1 and 1000. Received: top={top}")
+    classes = imagenet_classes()
+    results = []
+    for row in preds:
+        order = np.argsort(-row, kind="stable")[:top]
+        results.append([(classes[i][0], classes[i][1].split(",")[0], float(row[i])) for i in order])
+    return results

@@ -1,0 +1,288 @@
+"""Pretrained ImageNet weights: where they come from, fetching, converting and caching them.
+
+The sources are data (`PRETRAINED_WEIGHTS`), one entry per variant. A checkpoint is
+downloaded once, converted with `conversion`, and the Keras `.weights.h5` is cached under
+`$KERAS_HOME/models/swiftformer/` (default `~/.keras`), so later calls need neither the
+network nor torch. Downloads land in a temporary folder and the converted file appears under
+its final name only once complete and verified: an interrupted or corrupt download never
+leaves a file that a later call trusts.
+
+Where the files come from can be redirected (air-gapped machines, mirrors, tests):
+* `KERAS_SWIFTFORMER_MIRROR` (or `mirror=`): a URL prefix or a local folder holding the files
+  under their `mirror_name` (e.g. `SwiftFormer_L1.pth`, `swiftformer-l1/pytorch_model.bin`).
+* `HF_ENDPOINT`: the Hugging Face Hub endpoint, as huggingface_hub reads it.
+* `KERAS_SWIFTFORMER_GDRIVE_URL`: the Google Drive download URL template (with `{id}`).
+"""
+
+import contextlib
+import hashlib
+import html.parser
+import os
+import shutil
+import socket
+import tempfile
+import urllib.parse
+
+from keras_swiftformer.models.variants import find_variant, get_variant
+
+GDRIVE_URL = "https://drive.google.com/uc?export=download&id={id}"
+HF_ENDPOINT = "https://huggingface.co"
+DEFAULT_TIMEOUT = 60.0
+
+PRETRAINED_WEIGHTS = {
+    "imagenet": {
+        "description": "current official release (the checkpoints the official README links "
+        "since 2023-07-26), ImageNet-1k, distilled",
+        "attention_pooling": "normalize",
+        "host": "google_drive",
+        "variants": {
+            "XS": {"id": "12RchxzyiJrtZS-2Bur9k4wcRQMItA43S", "mirror_name": "SwiftFormer_XS.pth", "sha256": None},
+            "S": {"id": "1awpcXAaHH38WaHrOmUM8updxQazUZ3Nb", "mirror_name": "SwiftFormer_S.pth", "sha256": None},
+            "L1": {"id": "1SDzauVmpR5uExkOv3ajxdwFnP-Buj9Uo", "mirror_name": "SwiftFormer_L1.pth", "sha256": None},
+            "L3": {"id": "1DAxMe6FlnZBBIpR-HYIDfFLWJzIgiF0Y", "mirror_name": "SwiftFormer_L3.pth", "sha256": None},
+        },
+    },
+    "imagenet_v1": {
+        "description": "first official release (March 2023) as published on the Hugging Face "
+        "Hub by MBZUAI, transformers naming",
+        "attention_pooling": "softmax_v1",
+        "host": "huggingface",
+        # The Hub repos have a single commit history we could not read from this offline build
+        # machine; "main" is used until a commit hash is recorded here.
+        "revision": "main",
+        "variants": {
+            # swiftformer-xs has model.safetensors; the others only pytorch_model.bin.
+            "XS": {"repo": "MBZUAI/swiftformer-xs", "files": ("model.safetensors", "pytorch_model.bin"), "sha256": None},
+            "S": {"repo": "MBZUAI/swiftformer-s", "files": ("model.safetensors", "pytorch_model.bin"), "sha256": None},
+            "L1": {"repo": "MBZUAI/swiftformer-l1", "files": ("model.safetensors", "pytorch_model.bin"), "sha256": None},
+            "L3": {"repo": "MBZUAI/swiftformer-l3", "files": ("model.safetensors", "pytorch_model.bin"), "sha256": None},
+        },
+    },
+}
+
+
+class WeightsDownloadError(RuntimeError):
+    """Pretrained weights could not be fetched."""
+
+
+def cache_dir():
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models", "swiftformer")
+
+
+def cached_path(variant, weights):
+    return os.path.join(cache_dir(), f"swiftformer_{variant.lower()}_{weights}.weights.h5")
+
+
+def _entry(variant, weights):
+    if weights not in PRETRAINED_WEIGHTS:
+        raise ValueError(
+            f"Unknown pretrained weights {weights!r}. Available: {sorted(PRETRAINED_WEIGHTS)}"
+        )
+    variant, _ = get_variant(variant)
+    return variant, PRETRAINED_WEIGHTS[weights], PRETRAINED_WEIGHTS[weights]["variants"][variant]
+
+
+def _candidates(variant, release, spec, mirror):
+    """[(description, url or local path, file name)] to try in order."""
+    if release["host"] == "google_drive":
+        names = [spec["mirror_name"]]
+    else:
+        names = [f"{spec['repo'].split('/')[-1]}/{name}" for name in spec["files"]]
+    if mirror:
+        mirror = mirror.rstrip("/")
+        if "://" in mirror:
+            return [(f"mirror {mirror}", f"{mirror}/{name}", name.split("/")[-1]) for name in names]
+        return [(f"local folder {mirror}", os.path.join(mirror, name), name.split("/")[-1]) for name in names]
+    if release["host"] == "google_drive":
+        template = os.environ.get("KERAS_SWIFTFORMER_GDRIVE_URL", GDRIVE_URL)
+        return [("Google Drive", template.format(id=spec["id"]), spec["mirror_name"])]
+    endpoint = os.environ.get("HF_ENDPOINT", HF_ENDPOINT).rstrip("/")
+    return [
+        ("Hugging Face Hub", f"{endpoint}/{spec['repo']}/resolve/{release['revision']}/{name}", name)
+        for name in spec["files"]
+    ]
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds):
+    # keras.utils.get_file uses urlretrieve, which has no timeout argument: without this a
+    # stalled server would hang the caller forever.
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _download_http(url, directory, name, timeout):
+    import keras
+
+    with _socket_timeout(timeout):
+        return keras.utils.get_file(fname=name, origin=url, cache_dir=directory, cache_subdir="")
+
+
+class _DriveConfirmationParser(html.parser.HTMLParser):
+    """Finds where Drive's "can't scan this file for viruses" page leads: the form
+    `#download-form` (action + hidden inputs) or, on older pages, a `confirm=` link."""
+
+    def __init__(self):
+        super().__init__()
+        self.action, self.fields, self.link, self._in_form = None, {}, None, False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form" and attrs.get("id") == "download-form":
+            self.action, self._in_form = attrs.get("action"), True
+        elif tag == "input" and self._in_form and attrs.get("type") == "hidden" and attrs.get("name"):
+            self.fields[attrs["name"]] = attrs.get("value", "")
+        elif tag == "a" and "confirm=" in (attrs.get("href") or "") and self.link is None:
+            self.link = attrs["href"]
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._in_form = False
+
+
+def _drive_confirmation_url(page, page_url):
+    parser = _DriveConfirmationParser()
+    parser.feed(page)
+    if parser.action:
+        query = urllib.parse.urlencode(parser.fields)
+        return urllib.parse.urljoin(page_url, parser.action) + ("?" + query if query else "")
+    if parser.link:
+        return urllib.parse.urljoin(page_url, parser.link)
+    return None
+
+
+def _download_gdrive(url, directory, name, timeout):
+    """Drive serves large files behind a confirmation page: fetch, and if an HTML page came
+    back, follow its download form. (gdown does this too, but only for URLs on Google's own
+    hosts, so it could neither use a mirror nor be tested against a local server.)"""
+    path = _download_http(url, directory, name, timeout)
+    with open(path, "rb") as file:
+        head = file.read(1 << 20)
+    if not head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+        return path
+    os.remove(path)
+    confirmed = _drive_confirmation_url(head.decode("utf-8", "replace"), url)
+    if confirmed is None:
+        raise OSError(
+            f"Google Drive answered {url} with an HTML page that has no download link (the "
+            "file may be private, removed, or over its download quota)"
+        )
+    return _download_http(confirmed, directory, name, timeout)
+
+
+def _is_not_found(error):
+    text = str(error)
+    return ": 404 --" in text or "HTTP Error 404" in text
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _help(variant, weights, spec, release):
+    name = spec.get("mirror_name") or f"{spec['repo'].split('/')[-1]}/{spec['files'][0]}"
+    return (
+        "To load the weights without this download, fetch the file on a machine with internet "
+        f"and pass its path as weights=..., or set KERAS_SWIFTFORMER_MIRROR to a folder or URL "
+        f"holding it as '{name}'."
+    )
+
+
+def fetch_weights(variant, weights="imagenet", mirror=None, timeout=DEFAULT_TIMEOUT, force=False):
+    """Path of the cached Keras weights of a pretrained variant, fetching them if needed.
+
+    Args:
+        variant: "XS", "S", "L1" or "L3".
+        weights: "imagenet" (current official release) or "imagenet_v1" (first release,
+            Hugging Face Hub checkpoints).
+        mirror: URL prefix or local folder to fetch from instead of the original hosts
+            (default: `KERAS_SWIFTFORMER_MIRROR`).
+        timeout: seconds without data after which a download fails.
+        force: fetch and convert again even if a cached file exists.
+    """
+    from keras_swiftformer.weights import read_metadata
+
+    variant, release, spec = _entry(variant, weights)
+    target = cached_path(variant, weights)
+    if os.path.exists(target) and not force:
+        try:
+            metadata = read_metadata(target)
+        except ValueError:
+            metadata = None
+        if metadata and metadata.get("variant") == variant and metadata.get("attention_pooling") == release["attention_pooling"]:
+            return target
+        os.remove(target)  # unreadable or not what it claims to be: fetch again
+
+    from conversion.convert import convert_checkpoint
+
+    mirror = mirror or os.environ.get("KERAS_SWIFTFORMER_MIRROR")
+    os.makedirs(cache_dir(), exist_ok=True)
+    workspace = tempfile.mkdtemp(prefix=".download-", dir=cache_dir())
+    failures = []
+    try:
+        for where, location, name in _candidates(variant, release, spec, mirror):
+            if "://" not in location:
+                if os.path.isfile(location):
+                    raw = location
+                else:
+                    failures.append(f"{location}: no such file")
+                    continue
+            else:
+                try:
+                    if release["host"] == "google_drive" and not mirror:
+                        raw = _download_gdrive(location, workspace, name, timeout)
+                    else:
+                        raw = _download_http(location, workspace, name, timeout)
+                except Exception as error:  # noqa: BLE001 - every failure is reported below
+                    failures.append(f"{location}: {type(error).__name__}: {error}")
+                    if _is_not_found(error):
+                        continue  # e.g. a Hub repo without model.safetensors: try the next file
+                    break
+            digest = _sha256(raw)
+            if spec.get("sha256") and digest != spec["sha256"]:
+                raise WeightsDownloadError(
+                    f"The file from {location} has sha256 {digest}, but {spec['sha256']} is "
+                    "recorded for it: the download is corrupt or the file was changed. "
+                    + _help(variant, weights, spec, release)
+                )
+            try:
+                convert_checkpoint(
+                    raw,
+                    output=target,
+                    variant=variant,
+                    attention_pooling=release["attention_pooling"],
+                    metadata={"weights": weights, "source": location, "source_sha256": digest},
+                )
+            except Exception as error:
+                raise WeightsDownloadError(
+                    f"The file fetched from {where} ({location}) is not a valid SwiftFormer-"
+                    f"{variant} checkpoint: {error}. " + _help(variant, weights, spec, release)
+                ) from error
+            return target
+        raise WeightsDownloadError(
+            f"Could not fetch the '{weights}' weights of SwiftFormer-{variant} "
+            f"({release['description']}). Tried: " + "; ".join(failures) + ". "
+            + _help(variant, weights, spec, release)
+        )
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+
+
+def pretrained_variant(depths, widths, weights):
+    """The variant id for pretrained `weights` on this architecture, or a clear error."""
+    variant = find_variant(depths, widths)
+    if variant is None:
+        raise ValueError(
+            f"weights={weights!r} exist only for the SwiftFormer variants XS, S, L1 and L3; this "
+            f"model has depths {tuple(depths)} and widths {tuple(widths)}."
+        )
+    return variant
