@@ -1,4 +1,9 @@
-"""Command line: `python -m conversion convert SRC -o OUT.weights.h5 [--variant L1]`."""
+"""Command line.
+
+    python -m conversion convert SRC -o OUT.weights.h5 [--variant L1] [--attention-pooling ...]
+    python -m conversion export --model L1 --weights imagenet --format tflite --quantize int8 \
+        --calibration DIR -o l1_int8.tflite [--edgetpu]
+"""
 
 import argparse
 import os
@@ -23,11 +28,78 @@ def _parser():
         help="normalize: current official release; softmax_v1: first release and Hugging Face "
         "Hub checkpoints (default: inferred from the checkpoint's layout)",
     )
+    export = commands.add_parser("export", help="Keras SwiftFormer -> TFLite or ONNX, verified")
+    export.add_argument("--model", required=True, help="XS, S, L1 or L3")
+    export.add_argument(
+        "--weights", default="imagenet",
+        help="imagenet, imagenet_v1, or a .weights.h5/.keras/.pth/.safetensors/.bin path",
+    )
+    export.add_argument("--format", choices=["tflite", "onnx"], default="tflite")
+    export.add_argument("--quantize", choices=["float32", "float16", "dynamic", "int8"], default="float32")
+    export.add_argument("--calibration", help="folder of images or tfds dataset name (int8)")
+    export.add_argument("--num-calibration", type=int, default=200)
+    export.add_argument("--edgetpu", action="store_true", help="Edge TPU-compatible full-int8 graph")
+    export.add_argument("--include-preprocessing", action="store_true", default=None,
+                        help="fold the ImageNet normalisation in: the file takes [0, 255] pixels")
+    export.add_argument("--io-dtype", choices=["int8", "uint8", "float32"])
+    export.add_argument("--input-size", type=int, default=224)
+    export.add_argument("--dynamic-axes", action="store_true", help="ONNX: free batch and size")
+    export.add_argument("-o", "--output", required=True)
     return parser
+
+
+def _export(args):
+    import numpy as np
+
+    import keras_swiftformer
+    from conversion.export import export_onnx, export_tflite, verify
+    from conversion.tflite_report import format_report
+    from keras_swiftformer.models.variants import get_variant
+    from keras_swiftformer.preprocessing import preprocess_input
+
+    variant, _ = get_variant(args.model)
+    model = getattr(keras_swiftformer, f"SwiftFormer{variant}")(weights=args.weights)
+    if args.format == "onnx":
+        result = export_onnx(model, args.output, input_size=args.input_size, dynamic_axes=args.dynamic_axes)
+        print(f"Wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB, opset {result['opset']}).")
+    else:
+        result = export_tflite(
+            model, args.output, quantization=args.quantize, representative_data=args.calibration,
+            input_size=args.input_size, edgetpu=args.edgetpu,
+            include_preprocessing=args.include_preprocessing, io_dtype=args.io_dtype,
+            num_calibration=args.num_calibration,
+        )
+        print(f"Wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB) and {result['sidecar']}.")
+        print(format_report(result["ops"]))
+    # Verification on real pixels where a calibration folder is at hand, else random ones.
+    if args.calibration and os.path.isdir(args.calibration):
+        from conversion.export import calibration_array
+
+        pixels = calibration_array(args.calibration, 16, args.input_size, include_preprocessing=True)
+    else:
+        pixels = np.random.RandomState(0).uniform(0, 255, (8, args.input_size, args.input_size, 3)).astype("float32")
+    folded = bool(result.get("include_preprocessing"))
+    report = verify(args.output, model, pixels if folded else preprocess_input(pixels))
+    print(
+        f"Verification against Keras on {len(pixels)} images: max |diff| {report['max_abs_diff']:.3g}, "
+        f"cosine {report['cosine']:.5f}, top-1 agreement {report['top1_agreement']:.1%}, "
+        f"latency {report['latency_ms']:.1f} ms (Keras {report['keras_latency_ms']:.1f} ms)"
+    )
+    return 0
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    if args.command == "export":
+        from conversion.export import ExportError
+        from keras_swiftformer.optional import MissingDependencyError
+        from keras_swiftformer.pretrained import WeightsDownloadError
+
+        try:
+            return _export(args)
+        except (ExportError, MissingDependencyError, WeightsDownloadError, FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     from conversion.checkpoint import CheckpointError
     from conversion.convert import convert_checkpoint
     from keras_swiftformer.optional import MissingDependencyError

@@ -10,6 +10,11 @@ _EXTRAS = {
     "tensorflow": ("tensorflow", "the TensorFlow backend and TFLite export"),
     "jax": ("jax", "the JAX backend"),
     "PIL.Image": ("images", "reading images"),
+    "tf2onnx": ("export", "ONNX export"),
+    "onnxruntime": ("export", "running ONNX files"),
+    "ai_edge_litert.interpreter": ("export", "running TFLite files"),
+    "ai_edge_litert.schema_py_generated": ("export", "reading .tflite files"),
+    "tensorflow_datasets": ("tfds", "calibrating or training on tensorflow-datasets"),
 }
 
 

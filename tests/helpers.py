@@ -86,3 +86,33 @@ def gradients(model, images, labels):
     else:
         raise NotImplementedError(BACKEND)
     return {v.path: (None if g is None else to_numpy(g)) for v, g in zip(variables, grads)}
+
+
+def randomise_weights(model, seed=0):
+    """Realistic random values for every weight (as the PyTorch reference does), so exported
+    files are compared on meaningful logits rather than the near-zero ones of the default
+    initialisation."""
+    rng = np.random.RandomState(seed)
+    for variable in model.weights:
+        path, shape = variable.path, tuple(variable.shape)
+        if "seed_generator" in path:
+            continue
+        name = path.split("/")[-1]
+        if name == "kernel":
+            # Depthwise kernels are (kh, kw, C, 1): each output sees kh * kw inputs.
+            fan_in = int(np.prod(shape[:2])) if "dwconv" in path else int(np.prod(shape[:-1]))
+            value = rng.normal(0, fan_in**-0.5, shape)
+        elif name == "gamma" or name == "moving_variance":
+            value = rng.uniform(0.5, 1.5, shape)
+        elif name in ("beta", "bias"):
+            value = rng.normal(0, 0.1, shape)
+        elif name == "moving_mean":
+            value = rng.normal(0, 0.2, shape)
+        elif name == "scale":
+            value = rng.uniform(0.1, 0.6, shape)
+        elif name == "w_g":
+            value = rng.normal(0, 1.0, shape)
+        else:
+            raise AssertionError(f"unexpected weight {path}")
+        variable.assign(value.astype("float32"))
+    return model

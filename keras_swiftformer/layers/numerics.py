@@ -8,6 +8,7 @@ Both are written with plain `keras.ops` primitives on purpose:
   `nn.GELU()` and `F.normalize` and stay convertible.
 """
 
+import contextlib
 import math
 
 import keras
@@ -24,9 +25,31 @@ def _tensor(x):
     return x if isinstance(x, keras.KerasTensor) else ops.convert_to_tensor(x)
 
 
+_TANH_GELU_SCALE = 2.0 * math.sqrt(2.0 / math.pi)
+_GELU_FORMULATION = ["exact"]
+
+
+@contextlib.contextmanager
+def edgetpu_gelu():
+    """Within this context `exact_gelu` traces as `x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))`.
+
+    That is the tanh approximation of GELU (0.5 (1 + tanh z) == sigmoid(2 z)), built from
+    LOGISTIC, MUL and ADD, which the Edge TPU maps; it has no ERF or GELU op. It differs from
+    the exact form by at most ~3e-4 (asserted in tests). Only the Edge TPU export uses it.
+    """
+    _GELU_FORMULATION.append("edgetpu")
+    try:
+        yield
+    finally:
+        _GELU_FORMULATION.pop()
+
+
 def exact_gelu(x):
     """GELU in its exact erf form, identical to PyTorch's default `nn.GELU()`."""
     x = _tensor(x)
+    if _GELU_FORMULATION[-1] == "edgetpu":
+        inner = x + 0.044715 * (x * x * x)
+        return x * ops.sigmoid(_TANH_GELU_SCALE * inner)
     return 0.5 * x * (1.0 + ops.erf(x * _INV_SQRT_2))
 
 
@@ -36,5 +59,6 @@ def l2_normalize(x, axis=-1):
     `axis` may be an int or a tuple of ints (the attention normalises over both spatial axes).
     """
     x = _tensor(x)
-    squared_norm = ops.sum(ops.square(x), axis=axis, keepdims=True)
+    # x * x rather than square(): the Edge TPU maps MUL but has no SQUARE.
+    squared_norm = ops.sum(x * x, axis=axis, keepdims=True)
     return x * ops.rsqrt(ops.maximum(squared_norm, L2_EPSILON * L2_EPSILON))

@@ -1,0 +1,75 @@
+"""The inference-only form of a SwiftFormer that export starts from.
+
+Same weights, fixed input, one classifier head: the distillation head is folded into the
+class head ((W_head + W_dist) / 2 gives the same logits as averaging the two heads), and the
+ImageNet normalisation can be folded in front so the file takes raw RGB pixels. BatchNorm is
+folded into the neighbouring convolutions by the TFLite converter itself (the op report shows
+no BatchNorm arithmetic left).
+"""
+
+import keras
+import numpy as np
+
+from keras_swiftformer.models.swiftformer import SwiftFormer, stage_output_layers
+from keras_swiftformer.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+
+
+@keras.saving.register_keras_serializable(package="keras_swiftformer")
+class ImageNetNormalization(keras.layers.Layer):
+    """RGB pixels in [0, 255] -> ImageNet-normalised (one multiply and one add)."""
+
+    def call(self, inputs):
+        scale = 1.0 / (np.array(IMAGENET_STD, "float32") * 255.0)
+        offset = -np.array(IMAGENET_MEAN, "float32") / np.array(IMAGENET_STD, "float32")
+        return keras.ops.cast(inputs, "float32") * scale + offset
+
+
+def architecture(model):
+    """depths, widths, attention pooling, classes, distillation of a built SwiftFormer."""
+    stages = stage_output_layers(model)
+    depths = [sum(1 for l in model.layers if l.name.startswith(f"stage{i}_")) for i in range(len(stages))]
+    names = {layer.name: layer for layer in model.layers}
+    return {
+        "depths": tuple(depths),
+        "widths": tuple(layer.dim for layer in stages),
+        "attention_pooling": stages[-1].attn.attention_pooling,
+        "classes": names["head"].units if "head" in names else None,
+        "distillation": "dist_head" in names,
+        "activation": keras.activations.serialize(names["predictions"].activation)
+        if "predictions" in names else None,
+    }
+
+
+def deploy_model(model, input_size=224, batch_size=1, include_preprocessing=False):
+    """A fixed-shape, single-head copy of `model` for export."""
+    spec = architecture(model)
+    if spec["classes"] is None:
+        raise ValueError(
+            "Export needs a classifier (include_top=True); for feature extractors export the "
+            "backbone model directly."
+        )
+    height, width = (input_size, input_size) if np.isscalar(input_size) else tuple(input_size)
+    images = keras.Input((height, width, 3), batch_size=batch_size, name="images")
+    x = ImageNetNormalization(name="imagenet_normalization")(images) if include_preprocessing else images
+    activation = spec["activation"]
+    activation = keras.activations.deserialize(activation) if activation else None
+    deployed = SwiftFormer(
+        spec["depths"], spec["widths"], input_tensor=x, classes=spec["classes"],
+        distillation=False, attention_pooling=spec["attention_pooling"],
+        classifier_activation=activation, name=f"{model.name}_deploy",
+    )
+    deployed = keras.Model(images, deployed.output, name=f"{model.name}_deploy")
+    source = {layer.name: layer for layer in model.layers}
+    for layer in deployed.layers:
+        if layer.name in source and layer.weights and layer.name != "head":
+            for target, value in zip(layer.weights, source[layer.name].weights):
+                target.assign(value)
+    head = deployed.get_layer("head")
+    kernel = keras.ops.convert_to_numpy(source["head"].kernel)
+    bias = keras.ops.convert_to_numpy(source["head"].bias)
+    if spec["distillation"]:
+        kernel = (kernel + keras.ops.convert_to_numpy(source["dist_head"].kernel)) / 2
+        bias = (bias + keras.ops.convert_to_numpy(source["dist_head"].bias)) / 2
+    head.kernel.assign(kernel)
+    head.bias.assign(bias)
+    return deployed

@@ -1,0 +1,205 @@
+"""Export to TFLite (float32, float16, dynamic, int8, Edge TPU) and ONNX, verified by running
+the files. On JAX and PyTorch the export itself runs in a TensorFlow subprocess."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import BACKEND, optional, random_images, randomise_weights, tiny_model, to_numpy
+
+optional("tensorflow")
+optional("tf2onnx")
+optional("onnxruntime")
+optional("ai_edge_litert")
+
+from conversion.__main__ import main as cli  # noqa: E402
+from conversion.export import ExportError, export_onnx, export_tflite, run_file, verify  # noqa: E402
+from conversion.tflite_report import io_details, op_report, read_operators  # noqa: E402
+from keras_swiftformer import SwiftFormer, SwiftFormerXS  # noqa: E402
+from keras_swiftformer.layers import exact_gelu  # noqa: E402
+from keras_swiftformer.layers.numerics import edgetpu_gelu  # noqa: E402
+from keras_swiftformer.optional import MissingDependencyError  # noqa: E402
+from keras_swiftformer.preprocessing import preprocess_input  # noqa: E402
+
+FLOAT_TOLERANCE = 1e-4
+
+
+def _logits(model, images):
+    return to_numpy(model(images, training=False))
+
+
+@pytest.fixture(scope="module")
+def xs_model():
+    return randomise_weights(SwiftFormerXS(), seed=1)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return randomise_weights(tiny_model(), seed=2)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="the export matrix runs once; other backends run the subprocess test below")
+@pytest.mark.parametrize("which", ["tiny", "xs"])
+def test_float_exports_match_keras(tmp_path, which, xs_model, tiny):
+    model, size = (tiny, 64) if which == "tiny" else (xs_model, 224)
+    images = random_images((3, size, size, 3), seed=4)
+    expected = _logits(model, images)
+    assert np.abs(expected).max() > 0.5  # meaningful logits, not the near-zero default init
+    fp32 = export_tflite(model, tmp_path / "m.tflite", input_size=size)
+    assert np.abs(run_file(fp32["path"], images) - expected).max() <= FLOAT_TOLERANCE
+    assert {row["op"] for row in fp32["ops"]}.isdisjoint({"FLEX", "CUSTOM"})
+    fp16 = export_tflite(model, tmp_path / "m16.tflite", quantization="float16", input_size=size)
+    # float16 weights: relative error around 1e-3, bounded at 1e-2 of the logits' range.
+    assert np.abs(run_file(fp16["path"], images) - expected).max() <= 1e-2 * np.abs(expected).max()
+    dynamic = export_tflite(model, tmp_path / "md.tflite", quantization="dynamic", input_size=size)
+    report = verify(dynamic["path"], model, images, repeats=1)
+    assert report["cosine"] > 0.99
+    if which == "xs":  # weights dominate the file: half and a quarter of the float32 size
+        assert fp16["bytes"] < 0.55 * fp32["bytes"] and dynamic["bytes"] < 0.35 * fp32["bytes"]
+    onnx = export_onnx(model, tmp_path / "m.onnx", input_size=size)
+    assert np.abs(run_file(onnx["path"], images) - expected).max() <= FLOAT_TOLERANCE
+    dynamic_onnx = export_onnx(model, tmp_path / "dyn.onnx", dynamic_axes=True)
+    other = random_images((2, 96, 128, 3), seed=5)
+    assert np.abs(run_file(dynamic_onnx["path"], other) - _logits(model, other)).max() <= FLOAT_TOLERANCE
+
+
+def test_export_from_any_backend(tmp_path, tiny):
+    """From this backend's session (a TensorFlow subprocess on JAX and PyTorch)."""
+    images = random_images((2, 64, 64, 3), seed=6)
+    expected = _logits(tiny, images)
+    result = export_tflite(tiny, tmp_path / "tiny.tflite", input_size=64)
+    assert np.abs(run_file(result["path"], images) - expected).max() <= FLOAT_TOLERANCE
+    assert io_details(open(result["path"], "rb").read())["inputs"][0]["shape"] == [1, 64, 64, 3]
+    onnx = export_onnx(tiny, tmp_path / "tiny.onnx", input_size=64)
+    assert np.abs(run_file(onnx["path"], images) - expected).max() <= FLOAT_TOLERANCE
+    # The sidecar carries the input contract (no labels for a 10-class model).
+    import json
+
+    contract = json.load(open(tmp_path / "tiny.json"))
+    assert contract["quantization"] == "float32" and contract["input"]["dtype"] == "float32"
+    assert contract["normalization"]["mean"][0] == pytest.approx(0.485 * 255)
+
+
+def test_edgetpu_gelu_is_close():
+    x = np.linspace(-8, 8, 4001).astype("float32")
+    exact = to_numpy(exact_gelu(x))
+    with edgetpu_gelu():
+        approx = to_numpy(exact_gelu(x))
+    assert np.abs(approx - exact).max() < 5e-4
+    assert np.abs(approx - exact).max() > 1e-5  # it really is the other formula
+
+
+# ----------------------------------------------------------------- int8 on a learned model
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    """A small SwiftFormer trained on scikit-learn's handwritten digits (8x8, upscaled to
+    32x32 RGB): int8 fidelity means something only on a model that has learned."""
+    datasets = optional("sklearn.datasets")
+    digits = datasets.load_digits()
+    pixels = (digits.images / 16.0 * 255.0).astype("float32")
+    pixels = np.repeat(np.repeat(pixels, 4, axis=1), 4, axis=2)[..., None].repeat(3, axis=-1)
+    order = np.random.RandomState(0).permutation(len(pixels))
+    train, test = order[:1400], order[1400:]
+    keras.utils.set_random_seed(0)
+    model = SwiftFormer((2, 1, 2, 1), (16, 24, 32, 48), classes=10, input_shape=(32, 32, 3))
+    model.compile(
+        optimizer=keras.optimizers.AdamW(2e-3, weight_decay=0.025),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(preprocess_input(pixels[train]), digits.target[train], batch_size=32, epochs=6, verbose=0)
+    float_predictions = _logits(model, preprocess_input(pixels[test])).argmax(-1)
+    accuracy = float(np.mean(float_predictions == digits.target[test]))
+    # 10 classes: chance is 10%; 397 test digits make 90% impossible to reach by luck.
+    assert accuracy >= 0.9, accuracy
+    return model, pixels[train], pixels[test], digits.target[test], float_predictions, accuracy
+
+
+@pytest.mark.parametrize("edgetpu", [False, True], ids=["int8", "edgetpu"])
+def test_int8_fidelity(tmp_path, digits_model, edgetpu):
+    model, train, test, labels, float_predictions, float_accuracy = digits_model
+    path = tmp_path / "digits.tflite"
+    result = export_tflite(
+        model, path, quantization="int8", representative_data=train[:200], input_size=32,
+        include_preprocessing=True, edgetpu=edgetpu,
+    )
+    predictions = run_file(path, test).argmax(-1)
+    accuracy = float(np.mean(predictions == labels))
+    agreement = float(np.mean(predictions == float_predictions))
+    print(f"int8 (edgetpu={edgetpu}): accuracy {accuracy:.4f} vs float {float_accuracy:.4f}, agreement {agreement:.4f}")
+    assert accuracy >= float_accuracy - 0.015
+    assert agreement >= 0.97
+    content = open(path, "rb").read()
+    operators = read_operators(content)
+    floats = [op for op in operators if any(t.startswith("FLOAT") for t in op[2] + op[3])]
+    assert floats == []  # full integer, no float fallback anywhere
+    expected_io = "uint8" if edgetpu else "int8"
+    assert result["io"]["inputs"][0]["dtype"] == expected_io and result["io"]["inputs"][0]["shape"] == [1, 32, 32, 3]
+    names = {row["op"] for row in op_report(content)}
+    if edgetpu:
+        assert all(row["edgetpu"] for row in result["ops"])
+        assert names.isdisjoint({"GELU", "SQUARE", "TRANSPOSE", "TILE"})
+    else:
+        assert "GELU" in names  # exact int8 GELU builtin for CPU/XNNPACK
+
+
+# ----------------------------------------------------------------- errors and the CLI
+
+
+def test_bad_inputs_leave_no_file(tmp_path, tiny, monkeypatch):
+    target = tmp_path / "out.tflite"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="holds no images"):
+        export_tflite(tiny, target, quantization="int8", representative_data=str(empty), input_size=64)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="could be read"):
+        export_tflite(tiny, target, quantization="int8", representative_data=str(broken), input_size=64)
+    with pytest.raises(ValueError, match=r"Calibration images are \(32, 32\) but the model input is \(64, 64\)"):
+        export_tflite(tiny, target, quantization="int8", representative_data=random_images((4, 32, 32, 3)), input_size=64)
+    with pytest.raises(ValueError, match="`quantization` must be one of"):
+        export_tflite(tiny, target, quantization="int4")
+    with pytest.raises(ValueError, match="needs `representative_data`"):
+        export_tflite(tiny, target, quantization="int8")
+    with pytest.raises(ValueError, match="needs quantization='int8'"):
+        export_tflite(tiny, target, edgetpu=True)
+    with pytest.raises(ValueError, match="must end in '.tflite'"):
+        export_tflite(tiny, tmp_path / "out.bin")
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("tensorflow", "tf2onnx") else real_find_spec(name, *a))
+    with pytest.raises(MissingDependencyError, match=r"keras-swiftformer\[export\]"):
+        export_tflite(tiny, target)
+    with pytest.raises(MissingDependencyError, match=r"keras-swiftformer\[export\]"):
+        export_onnx(tiny, tmp_path / "out.onnx")
+    assert sorted(os.listdir(tmp_path)) == ["broken", "empty"]
+
+
+def test_command_line(tmp_path, capsys):
+    from PIL import Image
+
+    weights = tmp_path / "xs.weights.h5"
+    randomise_weights(SwiftFormerXS(), seed=3).save_weights(str(weights))
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for i, image in enumerate(np.random.RandomState(0).randint(0, 255, (4, 80, 96, 3)).astype("uint8")):
+        Image.fromarray(image).save(calibration / f"{i}.png")
+    output = tmp_path / "xs_edgetpu.tflite"
+    code = cli([
+        "export", "--model", "XS", "--weights", str(weights), "--quantize", "int8", "--edgetpu",
+        "--calibration", str(calibration), "--input-size", "64", "-o", str(output),
+    ])
+    out = capsys.readouterr()
+    assert code == 0, out.err[-2000:]
+    assert "edge TPU" in out.out and "Verification against Keras" in out.out
+    assert output.exists() and (tmp_path / "xs_edgetpu.json").exists()
+    assert (tmp_path / "xs_edgetpu.labels.txt").read_text().splitlines()[281] == "tabby"
+    assert cli(["export", "--model", "XS", "--weights", str(weights), "--quantize", "int8", "-o", str(tmp_path / "x.tflite")]) == 1
+    assert "needs `representative_data`" in capsys.readouterr().err
+    assert not (tmp_path / "x.tflite").exists()
