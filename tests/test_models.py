@@ -100,7 +100,7 @@ def test_drop_path_schedule_follows_the_official_rule():
         ({"classes": 0}, r"`classes` must be a positive integer"),
         ({"attention_pooling": "mean"}, r"`attention_pooling` must be one of"),
         ({"weights": "imagenet"}, "exist only for the SwiftFormer variants XS, S, L1 and L3"),
-        ({"weights": 3}, "`weights` must be None or a path"),
+        ({"weights": 3}, "`weights` must be None, .imagenet., .imagenet_v1., or a path"),
     ],
 )
 def test_bad_arguments(kwargs, message):

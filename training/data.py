@@ -1,0 +1,312 @@
+"""Input pipelines for fine-tuning: a folder of class subfolders or a tensorflow-datasets name,
+with the official SwiftFormer training and evaluation transforms.
+
+Pipelines are `tf.data` (Keras' `fit` consumes them on every backend); the augmentation
+layers are Keras' own backend-agnostic ones (RandAugment, RandomErasing, MixUp, CutMix).
+"""
+
+import dataclasses
+import os
+import warnings
+
+import numpy as np
+
+from keras_swiftformer.preprocessing import IMAGENET_MEAN, IMAGENET_STD, resize_size
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be used for training."""
+
+
+@dataclasses.dataclass
+class ImageDataset:
+    """Images of one split, not yet decoded: either file paths or a tfds split."""
+
+    class_names: list
+    size: int
+    files: list = None
+    labels: list = None
+    tfds_split: object = None  # a tf.data.Dataset of (image, label)
+
+
+def _tf():
+    from keras_swiftformer.optional import require
+
+    return require("tensorflow", "the training input pipeline (tf.data)")
+
+
+def _readable(path):
+    from keras_swiftformer.optional import require
+
+    Image = require("PIL.Image", "checking training images")
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except Exception:  # noqa: BLE001 - PIL raises many kinds for bad files
+        return False
+
+
+def folder_datasets(directory, validation_split=0.1, seed=0):
+    """Train and validation splits of a folder holding one subfolder of images per class.
+
+    Unreadable image files are skipped with a warning that lists them; a split that would be
+    empty, a single class, or an empty folder is an error.
+    """
+    if not os.path.isdir(directory):
+        raise DatasetError(f"Dataset folder not found: {directory}")
+    class_names = sorted(
+        name for name in os.listdir(directory) if os.path.isdir(os.path.join(directory, name))
+    )
+    files, labels, skipped = [], [], []
+    for label, name in enumerate(class_names):
+        for root, _, names in os.walk(os.path.join(directory, name)):
+            for file_name in sorted(names):
+                if not file_name.lower().endswith(IMAGE_SUFFIXES):
+                    continue
+                path = os.path.join(root, file_name)
+                if _readable(path):
+                    files.append(path)
+                    labels.append(label)
+                else:
+                    skipped.append(path)
+    if skipped:
+        warnings.warn(f"Skipped {len(skipped)} unreadable image files: {skipped[:10]}", stacklevel=2)
+    present = sorted(set(labels))
+    if not files:
+        raise DatasetError(
+            f"{directory} holds no readable images in class subfolders "
+            f"(expected {directory}/<class name>/<image>{IMAGE_SUFFIXES[0]})."
+        )
+    if len(present) < 2:
+        raise DatasetError(
+            f"{directory} has images of {len(present)} class; classification needs at least 2 "
+            f"class subfolders. Found: {class_names}"
+        )
+    order = np.random.RandomState(seed).permutation(len(files))
+    n_val = int(round(len(files) * validation_split))
+    if not 0 < n_val < len(files):
+        raise DatasetError(
+            f"validation_split={validation_split} of {len(files)} images leaves an empty split."
+        )
+    val, train = order[:n_val], order[n_val:]
+
+    def subset(indices):
+        return ImageDataset(class_names, len(indices), [files[i] for i in indices], [labels[i] for i in indices])
+
+    return subset(train), subset(val)
+
+
+def tfds_datasets(name, data_dir=None, validation_split=0.1):
+    """Train and validation splits of a tensorflow-datasets dataset (validation: its
+    'validation' or 'test' split, else the last `validation_split` of 'train')."""
+    from keras_swiftformer.optional import require
+
+    tfds = require("tensorflow_datasets", f"training on the tfds dataset {name!r}")
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as error:  # noqa: BLE001 - DatasetNotFoundError and friends
+        raise DatasetError(f"Unknown tensorflow-datasets name {name!r}: {str(error)[:500]}") from error
+    try:
+        builder.download_and_prepare()
+    except Exception as error:  # noqa: BLE001
+        raise DatasetError(
+            f"Could not download or prepare the tfds dataset {name!r} ({type(error).__name__}: "
+            f"{str(error)[:300]}). Without internet, prepare it on another machine and pass "
+            "its data_dir, or use a folder of class subfolders."
+        ) from error
+    info = builder.info
+    splits = info.splits
+    if "validation" in splits:
+        train_split, val_split = "train", "validation"
+    elif "test" in splits:
+        train_split, val_split = "train", "test"
+    else:
+        percent = int(round(100 * (1 - validation_split)))
+        train_split, val_split = f"train[:{percent}%]", f"train[{percent}%:]"
+    label_feature = info.features["label"]
+    class_names = list(label_feature.names)
+
+    def load(split):
+        dataset = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+        return ImageDataset(class_names, int(info.splits[split].num_examples), tfds_split=dataset)
+
+    return load(train_split), load(val_split)
+
+
+# ------------------------------------------------------------------ transforms (TensorFlow)
+
+
+def _decode(path):
+    tf = _tf()
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return tf.cast(image, tf.float32)
+
+
+def evaluation_transform(image, image_size):
+    """Shorter side to int(256/224 * size), bicubic, centre crop (the official evaluation)."""
+    tf = _tf()
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    short = float(resize_size(image_size))
+    scale = short / tf.reduce_min(shape)
+    new_size = tf.cast(tf.floor(shape * scale), tf.int32)
+    new_size = tf.maximum(new_size, resize_size(image_size))
+    image = tf.image.resize(image, new_size, method="bicubic", antialias=True)
+    top = (new_size[0] - image_size) // 2
+    left = (new_size[1] - image_size) // 2
+    image = image[top : top + image_size, left : left + image_size]
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def random_resized_crop(image, image_size, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """timm's RandomResizedCropAndInterpolation (bicubic), with a stateless seed."""
+    tf = _tf()
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]), seed=seed,
+        min_object_covered=0.0, aspect_ratio_range=ratio, area_range=scale,
+        max_attempts=10, use_image_if_no_bounding_boxes=True,
+    )
+    crop = tf.slice(image, begin, size)
+    crop = tf.image.resize(crop, (image_size, image_size), method="bicubic", antialias=True)
+    return tf.clip_by_value(crop, 0.0, 255.0)
+
+
+def normalize(image):
+    tf = _tf()
+    mean = tf.constant(np.array(IMAGENET_MEAN, "float32") * 255.0)
+    std = tf.constant(np.array(IMAGENET_STD, "float32") * 255.0)
+    return (image - mean) / std
+
+
+@dataclasses.dataclass
+class Augmentation:
+    """The official training augmentation; each part can be switched off."""
+
+    random_resized_crop: bool = True
+    horizontal_flip: bool = True
+    randaugment: bool = True  # rand-m9-mstd0.5-inc1
+    random_erasing: float = 0.25
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    label_smoothing: float = 0.1
+
+    @classmethod
+    def official(cls, variant):
+        """The official per-variant recipe: no RandAugment, MixUp or CutMix for XS; no MixUp
+        or CutMix for S (README of the official repository)."""
+        variant = (variant or "").upper()
+        if variant == "XS":
+            return cls(randaugment=False, mixup=0.0, cutmix=0.0)
+        if variant == "S":
+            return cls(mixup=0.0, cutmix=0.0)
+        return cls()
+
+    @classmethod
+    def none(cls):
+        return cls(False, False, False, 0.0, 0.0, 0.0, 0.0)
+
+
+def _ordered_epoch(split, seed, epoch):
+    """This epoch's examples (undecoded for folders) in an order fixed by (seed, epoch)."""
+    tf = _tf()
+    if split.files is not None:
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(split.size), seed=tf.stack([tf.cast(seed, tf.int64), epoch])
+        )
+        files = tf.gather(tf.constant(split.files), order)
+        labels = tf.gather(tf.constant(split.labels, tf.int32), order)
+        return tf.data.Dataset.from_tensor_slices((files, labels)).map(
+            lambda path, label: (_decode(path), label), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    return split.tfds_split.shuffle(
+        min(split.size, 10000), seed=seed * 100003 + epoch, reshuffle_each_iteration=False
+    ).map(lambda image, label: (tf.cast(image, tf.float32), tf.cast(label, tf.int32)))
+
+
+def _augment_one(image, label, item_seed, image_size, num_classes, augmentation):
+    tf = _tf()
+    if augmentation.random_resized_crop:
+        image = random_resized_crop(image, image_size, item_seed)
+    else:
+        image = evaluation_transform(image, image_size)
+    if augmentation.horizontal_flip:
+        image = tf.image.stateless_random_flip_left_right(image, item_seed + 1)
+    return image, tf.one_hot(label, num_classes)
+
+
+def _batch_augmenter(augmentation, seed):
+    """RandAugment, random erasing and MixUp/CutMix on batches, with Keras' layers."""
+    import keras
+
+    tf = _tf()
+    layers = []
+    if augmentation.randaugment:
+        # rand-m9-mstd0.5-inc1: two operations per image at magnitude 9 of 10.
+        layers.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.9, seed=seed))
+    if augmentation.random_erasing:
+        layers.append(keras.layers.RandomErasing(factor=augmentation.random_erasing, value_range=(0, 255), seed=seed))
+    mixup = keras.layers.MixUp(alpha=augmentation.mixup, seed=seed) if augmentation.mixup else None
+    cutmix = keras.layers.CutMix(factor=augmentation.cutmix, seed=seed) if augmentation.cutmix else None
+
+    def apply(images, labels):
+        for layer in layers:
+            images = layer(images, training=True)
+        if mixup is not None or cutmix is not None:
+            batch = {"images": images, "labels": labels}
+            mixed = (mixup or cutmix)(batch, training=True)
+            if mixup is not None and cutmix is not None:
+                # timm's Mixup switches to CutMix for a batch with probability 0.5.
+                other = cutmix(batch, training=True)
+                use_cutmix = tf.random.uniform([]) < 0.5
+                mixed = {key: tf.where(use_cutmix, other[key], mixed[key]) for key in mixed}
+            images, labels = mixed["images"], mixed["labels"]
+        return normalize(images), labels
+
+    return apply
+
+
+def make_pipeline(split, num_classes, image_size, batch_size, training, augmentation=None,
+                  seed=0, start_epoch=0, epochs=1):
+    """A batched `tf.data.Dataset` of (normalised images, one-hot labels).
+
+    Training data run from `start_epoch` to `epochs`, each epoch in an order (and with crops
+    and flips) that depend only on (seed, epoch): a run resumed at epoch k sees exactly the
+    batches the uninterrupted run saw. The last incomplete batch of an epoch is dropped.
+    Validation data are the official evaluation transform, in file order.
+    """
+    tf = _tf()
+    augmentation = augmentation or Augmentation.none()
+    if not training:
+        epoch = _ordered_epoch(split, seed, tf.constant(0, tf.int64)) if split.files is None else (
+            tf.data.Dataset.from_tensor_slices((split.files, split.labels)).map(
+                lambda path, label: (_decode(path), tf.cast(label, tf.int32)),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        )
+
+        def prepare(image, label):
+            return normalize(evaluation_transform(image, image_size)), tf.one_hot(label, num_classes)
+
+        dataset = epoch.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+        return dataset.cache().prefetch(tf.data.AUTOTUNE)
+    if batch_size > split.size:
+        raise DatasetError(
+            f"batch_size={batch_size} is larger than the training split ({split.size} images): "
+            "no full batch can be made. Use a smaller batch size."
+        )
+
+    def one_epoch(epoch):
+        examples = _ordered_epoch(split, seed, epoch).enumerate()
+
+        def augment(index, example):
+            item_seed = tf.stack([tf.cast(seed, tf.int64) * 7919 + epoch, index])
+            item_seed = tf.cast(item_seed % (2**31 - 1), tf.int32)
+            return _augment_one(example[0], example[1], item_seed, image_size, num_classes, augmentation)
+
+        return examples.map(augment, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
+
+    dataset = tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch)
+    dataset = dataset.map(_batch_augmenter(augmentation, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
