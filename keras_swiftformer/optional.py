@@ -15,6 +15,7 @@ _EXTRAS = {
     "ai_edge_litert.interpreter": ("export", "running TFLite files"),
     "ai_edge_litert.schema_py_generated": ("export", "reading .tflite files"),
     "tensorflow_datasets": ("tfds", "calibrating or training on tensorflow-datasets"),
+    "matplotlib": ("training", "plotting learning curves"),
 }
 
 
