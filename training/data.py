@@ -131,7 +131,13 @@ def tfds_datasets(name, data_dir=None, validation_split=0.1):
 
     def load(split):
         dataset = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-        return ImageDataset(class_names, int(info.splits[split].num_examples), tfds_split=dataset)
+        try:
+            size = int(info.splits[split].num_examples)
+        except (KeyError, ValueError):  # split metadata missing (e.g. tfds' mock data): count
+            size = int(dataset.reduce(0, lambda count, _: count + 1))
+        if size == 0:
+            raise DatasetError(f"The split {split!r} of the tfds dataset {name!r} is empty.")
+        return ImageDataset(class_names, size, tfds_split=dataset)
 
     return load(train_split), load(val_split)
 
@@ -213,7 +219,7 @@ def _ordered_epoch(split, seed, epoch):
     tf = _tf()
     if split.files is not None:
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(split.size), seed=tf.stack([tf.cast(seed, tf.int64), epoch])
+            tf.range(split.size), seed=tf.constant([seed, epoch], tf.int64)
         )
         files = tf.gather(tf.constant(split.files), order)
         labels = tf.gather(tf.constant(split.labels, tf.int32), order)
@@ -279,7 +285,7 @@ def make_pipeline(split, num_classes, image_size, batch_size, training, augmenta
     tf = _tf()
     augmentation = augmentation or Augmentation.none()
     if not training:
-        epoch = _ordered_epoch(split, seed, tf.constant(0, tf.int64)) if split.files is None else (
+        epoch = _ordered_epoch(split, seed, 0) if split.files is None else (
             tf.data.Dataset.from_tensor_slices((split.files, split.labels)).map(
                 lambda path, label: (_decode(path), tf.cast(label, tf.int32)),
                 num_parallel_calls=tf.data.AUTOTUNE,
@@ -301,12 +307,15 @@ def make_pipeline(split, num_classes, image_size, batch_size, training, augmenta
         examples = _ordered_epoch(split, seed, epoch).enumerate()
 
         def augment(index, example):
-            item_seed = tf.stack([tf.cast(seed, tf.int64) * 7919 + epoch, index])
+            item_seed = tf.stack([tf.constant((seed * 7919 + epoch) % (2**31 - 1), tf.int64), index])
             item_seed = tf.cast(item_seed % (2**31 - 1), tf.int32)
             return _augment_one(example[0], example[1], item_seed, image_size, num_classes, augmentation)
 
         return examples.map(augment, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
 
-    dataset = tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch)
+    # Python-level epochs: each gets a plain integer seed (tf.data's shuffle takes no tensor).
+    dataset = one_epoch(start_epoch)
+    for epoch in range(start_epoch + 1, epochs):
+        dataset = dataset.concatenate(one_epoch(epoch))
     dataset = dataset.map(_batch_augmenter(augmentation, seed), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -163,7 +163,9 @@ def finetune(
             backbone runs BatchNorm in inference mode, keeping its statistics).
         teacher: a Keras classifier (same inputs) for hard distillation into the
             distillation head.
-        data_parallel: replicate over all local devices (JAX and TensorFlow backends).
+        data_parallel: replicate over all local devices (JAX and TensorFlow backends). On
+            both, a model passed in is copied under the distribution and the copy is trained
+            (its weights are in `final.weights.h5`).
     """
     import keras_swiftformer
     from keras_swiftformer.models.variants import get_variant
@@ -196,7 +198,12 @@ def finetune(
 
     scope = distribution_scope(data_parallel)
     with scope():
-        if isinstance(model, keras.Model):
+        if isinstance(model, keras.Model) and data_parallel:
+            # Variables must be created under the distribution (MirroredStrategy's scope, or
+            # JAX's DataParallel layout): train a copy made there.
+            student = keras.models.clone_model(model)
+            student.set_weights(model.get_weights())
+        elif isinstance(model, keras.Model):
             student = model
         else:
             student = getattr(keras_swiftformer, f"SwiftFormer{variant}")(
@@ -233,6 +240,8 @@ def finetune(
         with scope():
             _compile(student, trainer, recipe, steps, epochs, augmentation.label_smoothing,
                      offset=first_epoch * steps)
+            # Optimizer slots now, inside the scope (MirroredStrategy needs them there).
+            trainer.optimizer.build(trainer.trainable_variables)
         restore = keras.callbacks.BackupAndRestore(os.path.join(output, backup))
         start = _backed_up_epoch(os.path.join(output, backup), first_epoch)
         train_data = make_pipeline(

@@ -1,0 +1,224 @@
+"""Fine-tuning with `model.fit`: learning on real images, resume after a crash, frozen
+backbone, distillation, tensorflow-datasets offline, data parallelism, bad inputs."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import BACKEND, ROOT, optional, tiny_model, to_numpy
+
+optional("tensorflow")
+optional("PIL")
+optional("matplotlib")
+
+from training import Augmentation, DatasetError, Recipe, finetune  # noqa: E402
+from training.finetune import main as cli  # noqa: E402
+
+PLAIN = Augmentation(random_resized_crop=False, horizontal_flip=True, randaugment=False,
+                     random_erasing=0.0, mixup=0.0, cutmix=0.0, label_smoothing=0.1)
+RECIPE = Recipe(learning_rate=3e-3, warmup_epochs=1, weight_decay=0.025)
+
+
+def _digits_folder(root, per_class, corrupt=False):
+    """scikit-learn's handwritten digits (real scans, 8x8) as 32x32 RGB PNGs, one folder per
+    digit."""
+    from PIL import Image
+
+    datasets = optional("sklearn.datasets")
+    digits = datasets.load_digits()
+    counts = {}
+    for index, (image, label) in enumerate(zip(digits.images, digits.target)):
+        if counts.get(label, 0) >= per_class:
+            continue
+        counts[label] = counts.get(label, 0) + 1
+        folder = os.path.join(root, f"digit_{label}")
+        os.makedirs(folder, exist_ok=True)
+        pixels = (image / 16.0 * 255.0).astype("uint8")
+        Image.fromarray(pixels).convert("RGB").resize((32, 32), Image.NEAREST).save(f"{folder}/{index}.png")
+    if corrupt:
+        with open(os.path.join(root, "digit_3", "broken.png"), "wb") as file:
+            file.write(b"\x89PNG\r\n\x1a\n truncated")
+    return root
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return _digits_folder(str(tmp_path_factory.mktemp("digits")), per_class=40, corrupt=True)
+
+
+@pytest.fixture(scope="module")
+def small_digits(tmp_path_factory):
+    return _digits_folder(str(tmp_path_factory.mktemp("small_digits")), per_class=16)
+
+
+def _run(folder, output, epochs, model=None, **kwargs):
+    keras.utils.set_random_seed(0)
+    model = model or tiny_model(input_shape=(32, 32, 3))
+    arguments = dict(weights=None, dataset=folder, epochs=epochs, batch_size=16, image_size=32,
+                     output=str(output), augmentation=PLAIN, recipe=RECIPE, verbose=0)
+    arguments.update(kwargs)
+    return model, finetune(model, **arguments)
+
+
+def test_learns_real_digits(digits, tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, metrics = _run(digits, tmp_path, epochs=4)
+    assert any("Skipped 1 unreadable image files" in str(w.message) for w in caught)
+    # 10 classes, 40 validation digits: chance is 10%, and 50% by luck has probability
+    # below 1e-9 (binomial tail), so passing means the model learned.
+    print(f"digits: val_top1 {metrics['val_top1']:.3f} val_top5 {metrics['val_top5']:.3f}")
+    assert metrics["val_top1"] >= 0.5 and metrics["val_top5"] >= metrics["val_top1"]
+    saved = json.load(open(tmp_path / "metrics.json"))
+    assert saved["val_top1"] == metrics["val_top1"] and len(saved["per_class_accuracy"]) == 10
+    for name in ("final.weights.h5", "learning_curves.png", "log.csv", "tensorboard"):
+        assert (tmp_path / name).exists(), name
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == [f"epoch_00{i}.weights.h5" for i in (1, 2, 3, 4)]
+    assert not (tmp_path / "backup").exists()  # removed once training completed
+
+
+class _Crash(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated kill after epoch 2")
+
+
+def test_kill_and_resume_continues_exactly(small_digits, tmp_path):
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    reference, _ = _run(small_digits, tmp_path / "reference", epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(small_digits, tmp_path / "run", epochs=3, callbacks=[_Crash()])
+    with pytest.raises(ValueError, match="holds an interrupted run"):
+        _run(small_digits, tmp_path / "run", epochs=3)
+    resumed, _ = _run(small_digits, tmp_path / "run", epochs=3, resume=True)
+    # The epoch counter continued: epochs 0, 1 from the first run, 2 from the resumed one.
+    epochs = [row["epoch"] for row in csv.DictReader(open(tmp_path / "run" / "log.csv"))]
+    assert epochs == ["0", "1", "2"]
+    # Same optimiser step (so the same schedule position) and the same weights.
+    assert int(to_numpy(resumed.optimizer.iterations)) == int(to_numpy(reference.optimizer.iterations))
+    diffs = [np.abs(to_numpy(a) - to_numpy(b)).max() for a, b in zip(resumed.weights, reference.weights)]
+    assert max(diffs) < 1e-4, max(diffs)
+
+
+def test_frozen_backbone_then_unfrozen(small_digits, tmp_path):
+    model = tiny_model(input_shape=(32, 32, 3))
+    before = {v.path: to_numpy(v).copy() for v in model.weights}
+    snapshots = {}
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots[epoch] = {v.path: to_numpy(v).copy() for v in model.weights}
+
+    _run(small_digits, tmp_path, epochs=2, model=model, freeze_epochs=1, callbacks=[Snapshot()])
+    frozen = snapshots[0]
+    backbone = [p for p in before if not p.startswith(("head/", "dist_head/"))]
+    # Frozen epoch: backbone weights AND BatchNorm statistics untouched; heads trained.
+    assert all(np.array_equal(frozen[p], before[p]) for p in backbone)
+    assert not np.array_equal(frozen["head/kernel"], before["head/kernel"])
+    # Unfrozen epoch: the backbone learns.
+    changed = [p for p in backbone if not np.array_equal(snapshots[1][p], frozen[p])]
+    assert len(changed) > 0.9 * len(backbone)
+
+
+def test_distillation_into_the_distillation_head(small_digits, tmp_path):
+    keras.utils.set_random_seed(1)
+    teacher = tiny_model(input_shape=(32, 32, 3), distillation=False)
+    student = tiny_model(input_shape=(32, 32, 3))
+    dist_before = to_numpy(student.get_layer("dist_head").kernel).copy()
+    _, metrics = _run(small_digits, tmp_path, epochs=1, model=student, teacher=teacher)
+    assert np.isfinite(metrics["val_top1"])
+    assert not np.array_equal(to_numpy(student.get_layer("dist_head").kernel), dist_before)
+    with pytest.raises(ValueError, match="distillation head"):
+        _run(small_digits, tmp_path / "nodist", epochs=1, model=tiny_model(input_shape=(32, 32, 3), distillation=False), teacher=teacher)
+
+
+def test_tfds_offline_with_mock_data(tmp_path):
+    tfds = optional("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=48):
+        model = tiny_model(input_shape=(32, 32, 3), classes=5)
+        _, metrics = _run("tf_flowers", tmp_path, epochs=1, model=model)
+    assert metrics["classes"] == ["dandelion", "daisy", "tulips", "sunflowers", "roses"]
+    # (mock_data serves num_examples for any split, so both splits hold 48 here.)
+    assert 0.0 <= metrics["val_top1"] <= 1.0 and metrics["train_examples"] == 48
+
+
+def test_bad_inputs(tmp_path, small_digits):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError, match="holds no readable images"):
+        _run(str(empty), tmp_path / "a", epochs=1)
+    single = tmp_path / "single"
+    _digits_folder(str(single), per_class=3)
+    for name in os.listdir(single):
+        if name != "digit_0":
+            import shutil
+
+            shutil.rmtree(single / name)
+    with pytest.raises(DatasetError, match="at least 2"):
+        _run(str(single), tmp_path / "b", epochs=1)
+    with pytest.raises(DatasetError, match="batch_size=512 is larger than the training split"):
+        _run(small_digits, tmp_path / "c", epochs=1, batch_size=512)
+    with pytest.raises(DatasetError, match="Unknown tensorflow-datasets name 'no_such_dataset'"):
+        _run("no_such_dataset", tmp_path / "d", epochs=1)
+    with pytest.raises(DatasetError, match="Dataset folder not found"):
+        _run(str(tmp_path / "missing" / "folder"), tmp_path / "e", epochs=1)
+    if BACKEND == "torch":
+        with pytest.raises(ValueError, match="Keras' PyTorch backend trains on one device"):
+            _run(small_digits, tmp_path / "f", epochs=1, data_parallel=True)
+
+
+def test_tfds_download_without_network_is_a_clear_error(tmp_path, monkeypatch):
+    optional("tensorflow_datasets")
+    # Nothing is reachable here; the download must fail with a message that says what to do.
+    with pytest.raises(DatasetError, match="Could not download or prepare the tfds dataset 'beans'.*data_dir"):
+        _run("beans", tmp_path / "out", epochs=1, data_dir=str(tmp_path / "tfds"))
+
+
+def test_command_line(small_digits, tmp_path, capsys):
+    code = cli([
+        "--model", "XS", "--weights", "none", "--dataset", small_digits, "--epochs", "1",
+        "--batch-size", "16", "--image-size", "32", "--output", str(tmp_path / "cli"),
+    ])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    assert "val_top1" in captured.out and (tmp_path / "cli" / "metrics.json").exists()
+    assert cli(["--model", "XS", "--dataset", str(tmp_path / "nothing"), "--output", str(tmp_path / "x")]) == 1
+    assert "Dataset folder not found" in capsys.readouterr().err
+
+
+_DATA_PARALLEL = r"""
+import os, sys, json
+sys.path[:0] = [{root!r}, {tests!r}]
+backend = os.environ["KERAS_BACKEND"]
+if backend == "tensorflow":
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    devices = len(tf.config.list_logical_devices("CPU"))
+else:
+    import jax
+    devices = len(jax.devices())
+from test_finetune import _run
+_, metrics = _run({folder!r}, {output!r}, epochs=1, data_parallel=True)
+print(json.dumps({{"devices": devices, "val_top1": metrics["val_top1"]}}))
+"""
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="Keras' PyTorch backend has no data-parallel fit (error tested above)")
+def test_data_parallel_on_two_virtual_devices(small_digits, tmp_path):
+    script = _DATA_PARALLEL.format(root=ROOT, tests=os.path.join(ROOT, "tests"), folder=small_digits, output=str(tmp_path / "dp"))
+    environment = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["devices"] == 2 and 0.0 <= report["val_top1"] <= 1.0
