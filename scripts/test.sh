@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Optional dependencies are part of the default run: a missing one fails instead of skipping.
 export KSF_REQUIRE_ALL=1
-exec .venv/bin/python scripts/run_tests.py -q "$@"
+# Two workers per backend (files kept whole, so module fixtures are built once): 2 cores.
+exec .venv/bin/python scripts/run_tests.py -q -n 2 --dist loadfile "$@"
