@@ -186,12 +186,10 @@ class KerasModelFile(WeightsSource):
         super().__init__(path)
         self.path = path
         self.model = keras.saving.load_model(path, compile=False)
-        config = {
-            layer.name: layer for layer in self.model.layers
-        }
-        if "head" in config:
-            self.classes = int(config["head"].units)
-            self.distillation = "dist_head" in config
+        layers = {layer.name: layer for layer in self.model.layers}
+        if "head" in layers:
+            self.classes = int(layers["head"].units)
+            self.distillation = "dist_head" in layers
 
     def fill(self, model):
         copy_matching_layers(self.model, model)

@@ -87,6 +87,10 @@ def test_backend_resize_is_close_to_pillow(photos):
 
 
 def test_decode_predictions():
+    import keras_swiftformer
+
+    assert keras_swiftformer.decode_predictions is decode_predictions
+    assert keras_swiftformer.preprocess_input is preprocess_input
     classes = imagenet_classes()
     assert len(classes) == 1000 and len({wnid for wnid, _ in classes}) == 1000
     assert classes[281] == ("n02123045", "tabby, tabby cat")
