@@ -71,6 +71,13 @@ def _export(args):
         )
         print(f"Wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB) and {result['sidecar']}.")
         print(format_report(result["ops"]))
+        compiled = result.get("edgetpu_compiler")
+        if args.edgetpu and compiled is None:
+            print("edgetpu_compiler is not on PATH: the file was checked against the Edge TPU "
+                  "operator table only (see the README to compile it).")
+        elif compiled is not None:
+            print(f"edgetpu_compiler (exit {compiled['returncode']}): {compiled['ops_on_edgetpu']} "
+                  f"operations on the Edge TPU, {compiled['ops_on_cpu']} on the CPU.")
     # Verification on real pixels where a calibration folder is at hand, else random ones.
     if args.calibration and os.path.isdir(args.calibration):
         from conversion.export import calibration_array

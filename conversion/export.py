@@ -43,11 +43,13 @@ def _folder_images(folder, count, image_size, include_preprocessing):
             f"The calibration folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})."
         )
     images, unreadable = [], []
+    progress = keras.utils.Progbar(min(count, len(paths)), unit_name="calibration image")
     for path in paths:
         if len(images) == count:
             break
         try:
             images.append(load_image(path, image_size, normalize=not include_preprocessing))
+            progress.add(1)
         except ValueError:
             unreadable.append(path)
     if not images:
@@ -67,10 +69,13 @@ def _tfds_images(name, count, image_size, include_preprocessing):
         dataset = tfds.load(name.split(":")[0], split="train", shuffle_files=False)
     except Exception as error:  # noqa: BLE001 - tfds raises many kinds
         raise ValueError(f"Could not load the tfds dataset {name!r}: {error}") from error
-    images = [
-        load_image(example["image"].numpy(), image_size, normalize=not include_preprocessing)
-        for example in dataset.take(count)
-    ]
+    progress = keras.utils.Progbar(count, unit_name="calibration image")
+    images = []
+    for example in dataset.take(count):
+        images.append(load_image(example["image"].numpy(), image_size, normalize=not include_preprocessing))
+        progress.add(1)
+    if not images:
+        raise ValueError(f"The tfds dataset {name!r} yielded no images.")
     return np.stack(images)
 
 
@@ -249,8 +254,40 @@ def _export_tflite_here(model, path, quantization, calibration, input_size, batc
     options = {"quantization": quantization, "edgetpu": edgetpu,
                "include_preprocessing": include_preprocessing, "io_dtype": io_dtype}
     sidecar = _sidecar(path, model.name, details, options, architecture_classes(model))
-    return {"path": os.fspath(path), "bytes": len(content), "ops": report, "io": details,
-            "sidecar": sidecar, **options}
+    result = {"path": os.fspath(path), "bytes": len(content), "ops": report, "io": details,
+              "sidecar": sidecar, **options}
+    if edgetpu:
+        result["edgetpu_compiler"] = run_edgetpu_compiler(path)
+    return result
+
+
+def run_edgetpu_compiler(path):
+    """Runs `edgetpu_compiler` on the file when it is on PATH (it is not installable on every
+    machine, so nothing depends on it) and reports how many operators it maps.
+
+    Returns None when the compiler is absent, else a dict with its verdict and log.
+    """
+    import re
+    import shutil
+
+    compiler = shutil.which("edgetpu_compiler")
+    if compiler is None:
+        return None
+    directory = os.path.dirname(os.path.abspath(path))
+    process = subprocess.run(
+        [compiler, "--show_operations", "--out_dir", directory, os.fspath(path)],
+        capture_output=True, text=True,
+    )
+    log = process.stdout + process.stderr
+    on_tpu = re.search(r"Number of operations that will run on Edge TPU:\s*(\d+)", log)
+    on_cpu = re.search(r"Number of operations that will run on CPU:\s*(\d+)", log)
+    return {
+        "returncode": process.returncode,
+        "ops_on_edgetpu": int(on_tpu.group(1)) if on_tpu else None,
+        "ops_on_cpu": int(on_cpu.group(1)) if on_cpu else None,
+        "compiled": os.path.splitext(os.fspath(path))[0] + "_edgetpu.tflite",
+        "log": log[-4000:],
+    }
 
 
 def architecture_classes(model):

@@ -5,6 +5,7 @@ from keras_swiftformer.preprocessing import decode_predictions, load_image, prep
 from keras_swiftformer.models import (
     VARIANTS,
     SwiftFormer,
+    SwiftFormerBackbone,
     SwiftFormerL1,
     SwiftFormerL3,
     SwiftFormerS,
@@ -20,6 +21,7 @@ __all__ = [
     "load_image",
     "preprocess_input",
     "SwiftFormer",
+    "SwiftFormerBackbone",
     "SwiftFormerL1",
     "SwiftFormerL3",
     "SwiftFormerS",

@@ -16,6 +16,8 @@ import time
 BACKENDS = ("tensorflow", "jax", "torch")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)")
+# pytest's closing line, e.g. "12 passed, 1 skipped, 3 warnings in 4.20s" (maybe in ===).
+_SUMMARY = re.compile(r"^=*\s*\d+ (passed|failed|skipped|errors?|deselected).* in [\d.]+s")
 
 
 def main(argv=None):
@@ -28,7 +30,12 @@ def main(argv=None):
         if backend not in BACKENDS:
             parser.error(f"unknown backend {backend!r}; choose from {BACKENDS}")
         print(f"\n===== KERAS_BACKEND={backend} =====", flush=True)
-        environment = dict(os.environ, KERAS_BACKEND=backend)
+        # One thread per numeric library per pytest worker: two workers on two cores would
+        # otherwise oversubscribe the CPU several times over.
+        environment = dict(
+            os.environ, KERAS_BACKEND=backend, OMP_NUM_THREADS="1",
+            TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1",
+        )
         start = time.time()
         process = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args],
@@ -37,7 +44,7 @@ def main(argv=None):
         last_line = ""
         for line in process.stdout:
             sys.stdout.write(line)
-            if line.strip():
+            if _SUMMARY.match(line.strip()):
                 last_line = line
         code = process.wait()
         counts = {kind.rstrip("s").replace("errors", "error"): int(n) for n, kind in _COUNT.findall(last_line)}

@@ -17,7 +17,7 @@ optional("ai_edge_litert")
 from conversion.__main__ import main as cli  # noqa: E402
 from conversion.export import ExportError, export_onnx, export_tflite, run_file, verify  # noqa: E402
 from conversion.tflite_report import io_details, op_report, read_operators  # noqa: E402
-from keras_swiftformer import SwiftFormer, SwiftFormerXS  # noqa: E402
+from keras_swiftformer import SwiftFormer, SwiftFormerS, SwiftFormerXS  # noqa: E402
 from keras_swiftformer.layers import exact_gelu  # noqa: E402
 from keras_swiftformer.layers.numerics import edgetpu_gelu  # noqa: E402
 from keras_swiftformer.optional import MissingDependencyError  # noqa: E402
@@ -36,14 +36,19 @@ def xs_model():
 
 
 @pytest.fixture(scope="module")
+def s_model():
+    return randomise_weights(SwiftFormerS(), seed=5)
+
+
+@pytest.fixture(scope="module")
 def tiny():
     return randomise_weights(tiny_model(), seed=2)
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="the export matrix runs once; other backends run the subprocess test below")
-@pytest.mark.parametrize("which", ["tiny", "xs"])
-def test_float_exports_match_keras(tmp_path, which, xs_model, tiny):
-    model, size = (tiny, 64) if which == "tiny" else (xs_model, 224)
+@pytest.mark.parametrize("which", ["XS", "S"])
+def test_float_exports_match_keras(tmp_path, which, xs_model, s_model):
+    model, size = (xs_model if which == "XS" else s_model), 224
     images = random_images((3, size, size, 3), seed=4)
     expected = _logits(model, images)
     assert np.abs(expected).max() > 0.5  # meaningful logits, not the near-zero default init
@@ -56,8 +61,8 @@ def test_float_exports_match_keras(tmp_path, which, xs_model, tiny):
     dynamic = export_tflite(model, tmp_path / "md.tflite", quantization="dynamic", input_size=size)
     report = verify(dynamic["path"], model, images, repeats=1)
     assert report["cosine"] > 0.99
-    if which == "xs":  # weights dominate the file: half and a quarter of the float32 size
-        assert fp16["bytes"] < 0.55 * fp32["bytes"] and dynamic["bytes"] < 0.35 * fp32["bytes"]
+    # Weights dominate the file: about half and a quarter of the float32 size.
+    assert fp16["bytes"] < 0.55 * fp32["bytes"] and dynamic["bytes"] < 0.35 * fp32["bytes"]
     onnx = export_onnx(model, tmp_path / "m.onnx", input_size=size)
     assert np.abs(run_file(onnx["path"], images) - expected).max() <= FLOAT_TOLERANCE
     dynamic_onnx = export_onnx(model, tmp_path / "dyn.onnx", dynamic_axes=True)
@@ -141,6 +146,7 @@ def test_int8_fidelity(tmp_path, digits_model, edgetpu):
     names = {row["op"] for row in op_report(content)}
     if edgetpu:
         assert all(row["edgetpu"] for row in result["ops"])
+        assert "edgetpu_compiler" in result
         assert names.isdisjoint({"GELU", "SQUARE", "TRANSPOSE", "TILE"})
     else:
         assert "GELU" in names  # exact int8 GELU builtin for CPU/XNNPACK
@@ -203,3 +209,36 @@ def test_command_line(tmp_path, capsys):
     assert cli(["export", "--model", "XS", "--weights", str(weights), "--quantize", "int8", "-o", str(tmp_path / "x.tflite")]) == 1
     assert "needs `representative_data`" in capsys.readouterr().err
     assert not (tmp_path / "x.tflite").exists()
+
+
+def test_edgetpu_compiler_is_run_when_present(tmp_path, monkeypatch):
+    """The real compiler is not installable here: a stand-in on PATH prints its summary
+    lines, which the export must run and report."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "edgetpu_compiler"
+    fake.write_text(
+        "#!/bin/sh\n"
+        "echo 'Edge TPU Compiler version 16.0.384591198'\n"
+        "echo 'Number of operations that will run on Edge TPU: 321'\n"
+        "echo 'Number of operations that will run on CPU: 0'\n"
+        "echo \"$@\" > \"$(dirname \"$0\")/args.txt\"\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    pixels = np.random.RandomState(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    model = tiny_model(input_shape=(32, 32, 3))
+    result = export_tflite(model, tmp_path / "t.tflite", quantization="int8", representative_data=pixels,
+                           input_size=32, edgetpu=True)
+    assert result["edgetpu_compiler"]["ops_on_edgetpu"] == 321
+    assert result["edgetpu_compiler"]["ops_on_cpu"] == 0
+    assert str(tmp_path / "t.tflite") in (bin_dir / "args.txt").read_text()
+
+
+def test_calibration_from_a_tfds_name(tmp_path):
+    tfds = optional("tensorflow_datasets")
+    model = tiny_model(input_shape=(32, 32, 3))
+    with tfds.testing.mock_data(num_examples=6):
+        result = export_tflite(model, tmp_path / "t.tflite", quantization="int8",
+                               representative_data="tf_flowers", input_size=32, num_calibration=6)
+    assert result["io"]["inputs"][0]["dtype"] == "int8"

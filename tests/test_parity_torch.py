@@ -56,4 +56,7 @@ def test_golden_fixture_is_reproducible(golden):
     fresh = make_golden()
     assert sorted(fresh) == sorted(golden)
     for key, value in fresh.items():
-        np.testing.assert_allclose(golden[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+        # Weights and inputs come from seeded generators and must be identical; outputs may
+        # differ in the last bits with torch's thread count (summation order).
+        tolerance = 0.0 if key.startswith("state/") or key == "input" else 1e-5 * max(1.0, float(np.abs(value).max()))
+        assert float(np.abs(golden[key] - value).max()) <= tolerance, key

@@ -1,3 +1,4 @@
+from keras_swiftformer.models.backbone import PYRAMID_LEVELS, SwiftFormerBackbone
 from keras_swiftformer.models.swiftformer import (
     SwiftFormer,
     SwiftFormerL1,
@@ -10,6 +11,8 @@ from keras_swiftformer.models.swiftformer import (
 from keras_swiftformer.models.variants import VARIANTS, find_variant, get_variant
 
 __all__ = [
+    "PYRAMID_LEVELS",
+    "SwiftFormerBackbone",
     "SwiftFormer",
     "SwiftFormerL1",
     "SwiftFormerL3",
