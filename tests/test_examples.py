@@ -1,0 +1,65 @@
+"""The scripts in examples/ run as documented (with local stand-ins for the network)."""
+
+import os
+import runpy
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import BACKEND, ROOT, optional, tiny_model
+
+EXAMPLES = os.path.join(ROOT, "examples")
+
+
+def test_quickstart_runs():
+    result = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "quickstart.py"), "--variant", "XS"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "3.48M trainable parameters" in result.stdout
+    assert "stage at stride 32: (1, 7, 7, 220)" in result.stdout
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="runs once; the script is backend-agnostic Keras")
+def test_transfer_learning_example(tmp_path, monkeypatch):
+    tfds = optional("tensorflow_datasets")
+    optional("torch")
+    from keras_swiftformer.pretrained import PRETRAINED_WEIGHTS  # noqa: F401
+
+    # The pretrained XS weights from a local mirror (random weights, converted as a .pth).
+    import torch
+
+    from reference import build_reference, official_state_dict
+    from keras_swiftformer.models import VARIANTS
+
+    spec = VARIANTS["XS"]
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    reference = build_reference(spec["depths"], spec["widths"], attention_pooling="normalize")
+    torch.save({"model": official_state_dict(reference)}, mirror / "SwiftFormer_XS.pth")
+    monkeypatch.setenv("KERAS_SWIFTFORMER_MIRROR", str(mirror))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.chdir(tmp_path)
+    with tfds.testing.mock_data(num_examples=8):
+        runpy.run_path(os.path.join(EXAMPLES, "transfer_learning.py"), run_name="__main__")
+    assert (tmp_path / "swiftformer_xs_flowers.weights.h5").exists()
+
+
+def test_coral_example_runs_on_cpu(tmp_path):
+    optional("ai_edge_litert")
+    from conversion.export import export_tflite
+
+    model = tiny_model(input_shape=(32, 32, 3), classes=1000)
+    pixels = np.random.RandomState(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    path = tmp_path / "tiny_edgetpu.tflite"
+    export_tflite(model, path, quantization="int8", representative_data=pixels, input_size=32, edgetpu=True)
+    result = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "coral_edgetpu.py"), str(path), os.path.join(EXAMPLES, "chelsea.jpg")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5 and "running on the CPU" in result.stderr
