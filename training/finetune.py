@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from training.data import Augmentation, DatasetError, folder_datasets, make_pipeline, tfds_datasets
+from training.distillation import HardDistillation
 from training.recipe import Recipe, build_optimizer
 
 BACKUP = "backup"
@@ -349,8 +350,6 @@ def main(argv=None):
     print(f"val_top1 {metrics['val_top1']:.4f}, val_top5 {metrics['val_top5']:.4f} -> {args.output}/metrics.json")
     return 0
 
-
-from training.distillation import HardDistillation  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())
