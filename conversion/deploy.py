@@ -3,8 +3,8 @@
 Same weights, fixed input, one classifier head: the distillation head is folded into the
 class head ((W_head + W_dist) / 2 gives the same logits as averaging the two heads), and the
 ImageNet normalisation can be folded in front so the file takes raw RGB pixels. BatchNorm is
-folded into the neighbouring convolutions by the TFLite converter itself (the op report shows
-no BatchNorm arithmetic left).
+folded into the neighbouring convolutions by the TFLite converter itself, except the shift
+after the five explicitly padded stride-2 convolutions, which stays as one ADD each.
 """
 
 import keras

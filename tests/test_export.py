@@ -26,6 +26,12 @@ from keras_swiftformer.preprocessing import preprocess_input  # noqa: E402
 FLOAT_TOLERANCE = 1e-4
 
 
+def model_depths(model):
+    from conversion.deploy import architecture
+
+    return architecture(model)["depths"]
+
+
 def _logits(model, images):
     return to_numpy(model(images, training=False))
 
@@ -54,7 +60,14 @@ def test_float_exports_match_keras(tmp_path, which, xs_model, s_model):
     assert np.abs(expected).max() > 0.5  # meaningful logits, not the near-zero default init
     fp32 = export_tflite(model, tmp_path / "m.tflite", input_size=size)
     assert np.abs(run_file(fp32["path"], images) - expected).max() <= FLOAT_TOLERANCE
-    assert {row["op"] for row in fp32["ops"]}.isdisjoint({"FLEX", "CUSTOM"})
+    counts = {row["op"]: row["count"] for row in fp32["ops"]}
+    assert set(counts).isdisjoint({"FLEX", "CUSTOM", "SQUARE", "L2_NORMALIZATION", "SUB"})
+    # ADDs: one residual per Conv. Encoder, three residuals and the attention's
+    # `proj(g * k) + q` per SwiftFormer Encoder, and the BatchNorm shift after each of the five
+    # explicitly padded stride-2 convolutions (stem 2, downsampling 3), which the converter does
+    # not fold into their bias. Every other BatchNorm leaves no op of its own.
+    depths = model_depths(model)
+    assert counts["ADD"] == sum(d - 1 for d in depths) + 4 * len(depths) + 5
     fp16 = export_tflite(model, tmp_path / "m16.tflite", quantization="float16", input_size=size)
     # float16 weights: relative error around 1e-3, bounded at 1e-2 of the logits' range.
     assert np.abs(run_file(fp16["path"], images) - expected).max() <= 1e-2 * np.abs(expected).max()

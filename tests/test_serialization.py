@@ -9,24 +9,15 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import BACKEND, ROOT, TINY, random_images, tiny_model, to_numpy
+from helpers import BACKEND, ROOT, TINY, random_images, randomise_weights, tiny_model, to_numpy
 
 IMAGES = random_images((2, 40, 56, 3), seed=11)
-
-
-def _randomise(model, seed=0):
-    rng = np.random.RandomState(seed)
-    for variable in model.weights:
-        if "seed_generator" in variable.path:
-            continue
-        low = 0.5 if "variance" in variable.path else -0.5
-        variable.assign(rng.uniform(low, low + 1.0, variable.shape).astype("float32"))
 
 
 @pytest.mark.parametrize("release", ["normalize", "softmax_v1"])
 def test_keras_file_round_trip(tmp_path, release):
     model = tiny_model(attention_pooling=release, drop_path_rate=0.1, classifier_activation="softmax")
-    _randomise(model)
+    randomise_weights(model)
     path = str(tmp_path / "tiny.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
@@ -44,7 +35,7 @@ def test_keras_file_round_trip(tmp_path, release):
 
 def test_plain_weights_file_round_trip(tmp_path):
     model = tiny_model()
-    _randomise(model, seed=1)
+    randomise_weights(model, seed=1)
     path = str(tmp_path / "plain.weights.h5")
     model.save_weights(path)  # no metadata: the builder trusts the user's configuration
     loaded = tiny_model(weights=path)
@@ -69,7 +60,7 @@ def test_weights_move_between_backends(tmp_path):
     """Weights saved here load on another backend with identical outputs (the three tests of
     this kind, one per backend run, cover TF->JAX, JAX->torch and torch->TF)."""
     model = tiny_model()
-    _randomise(model, seed=2)
+    randomise_weights(model, seed=2)
     weights, images, output = (str(tmp_path / n) for n in ("w.weights.h5", "x.npy", "y.npy"))
     model.save_weights(weights)
     np.save(images, IMAGES)
