@@ -40,17 +40,40 @@ def architecture(model):
     }
 
 
+def is_classifier(model):
+    """A SwiftFormer classifier (with its head), rather than a backbone or segmenter."""
+    if not any(layer.name == "head" for layer in model.layers):
+        return False
+    try:
+        return bool(stage_output_layers(model))
+    except ValueError:
+        return False
+
+
+def _fixed_input(model, images, x):
+    """Backbones and segmenters: the same model (same weights) called on a fixed input."""
+    for side in images.shape[1:3]:
+        if side % 32:
+            raise ValueError(
+                f"{model.name} needs input sides that are multiples of 32 (its feature pyramid "
+                f"has stride 32). Received: input_size={tuple(images.shape[1:3])}"
+            )
+    return keras.Model(images, model(x, training=False), name=f"{model.name}_deploy")
+
+
 def deploy_model(model, input_size=224, batch_size=1, include_preprocessing=False):
-    """A fixed-shape, single-head copy of `model` for export."""
-    spec = architecture(model)
-    if spec["classes"] is None:
-        raise ValueError(
-            "Export needs a classifier (include_top=True); for feature extractors export the "
-            "backbone model directly."
-        )
+    """A fixed-shape, single-head copy of `model` for export.
+
+    Classifiers are rebuilt with the distillation head folded into the class head; backbones
+    (`SwiftFormerBackbone`) and segmenters (`SwiftFormerSegmenter`) are exported as they are,
+    on a fixed input.
+    """
     height, width = (input_size, input_size) if np.isscalar(input_size) else tuple(input_size)
     images = keras.Input((height, width, 3), batch_size=batch_size, name="images")
     x = ImageNetNormalization(name="imagenet_normalization")(images) if include_preprocessing else images
+    if not is_classifier(model):
+        return _fixed_input(model, images, x)
+    spec = architecture(model)
     activation = spec["activation"]
     activation = keras.activations.deserialize(activation) if activation else None
     deployed = SwiftFormer(

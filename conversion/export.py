@@ -220,8 +220,11 @@ def _sidecar(path, model_name, details, options, classes):
         **options,
         "input": details["inputs"][0],
         "output": details["outputs"][0],
+        **({"outputs": details["outputs"]} if len(details["outputs"]) > 1 else {}),
+        "task": "classification" if classes else "dense (segmentation logits or feature maps)",
         "pixels": "RGB, channels last, official evaluation transform (shorter side to "
-        "int(256/224*size) bicubic, centre crop)",
+        "int(256/224*size) bicubic, centre crop)" if classes else
+        "RGB, channels last, resized (aspect ratio kept) and padded to the input size",
         "normalization": "built into the model: feed pixels in [0, 255]"
         if options["include_preprocessing"]
         else {"mean": [m * 255 for m in IMAGENET_MEAN], "std": [s * 255 for s in IMAGENET_STD],
@@ -235,7 +238,7 @@ def _sidecar(path, model_name, details, options, classes):
 def _export_tflite_here(model, path, quantization, calibration, input_size, batch_size,
                         edgetpu, include_preprocessing, io_dtype):
     from conversion.deploy import deploy_model
-    from conversion.tflite_report import io_details, op_report
+    from conversion.tflite_report import io_details, op_report, resize_operators
 
     deployed = deploy_model(model, input_size, batch_size, include_preprocessing)
     input_shape = tuple(deployed.inputs[0].shape)
@@ -256,6 +259,9 @@ def _export_tflite_here(model, path, quantization, calibration, input_size, batc
     sidecar = _sidecar(path, model.name, details, options, architecture_classes(model))
     result = {"path": os.fspath(path), "bytes": len(content), "ops": report, "io": details,
               "sidecar": sidecar, **options}
+    resizes = resize_operators(content)
+    if resizes:
+        result["resizes"] = resizes
     if edgetpu:
         result["edgetpu_compiler"] = run_edgetpu_compiler(path)
     return result
@@ -291,9 +297,9 @@ def run_edgetpu_compiler(path):
 
 
 def architecture_classes(model):
-    from conversion.deploy import architecture
+    from conversion.deploy import architecture, is_classifier
 
-    return architecture(model)["classes"]
+    return architecture(model)["classes"] if is_classifier(model) else None
 
 
 # ---------------------------------------------------------------- public API

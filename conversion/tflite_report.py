@@ -108,3 +108,40 @@ def format_report(rows):
             f"{'yes' if row['integer'] else 'NO':<4}  {'yes' if row['edgetpu'] else 'NO'}"
         )
     return "\n".join(lines)
+
+
+def resize_operators(tflite_bytes):
+    """Every RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR with its sampling options and sizes.
+
+    The Edge TPU maps resizes of rank-4 (batch 1) tensors, but its table warns that it may
+    leave one on the CPU "depending on input/output size, to avoid loss in precision", and
+    older compilers rejected `align_corners`/`half_pixel_centers` combinations. This lists
+    what a deployer needs to judge that without the compiler.
+    """
+    schema = _schema()
+    model = schema.Model.GetRootAs(tflite_bytes, 0)
+    graph = model.Subgraphs(0)
+    options_classes = {
+        "RESIZE_BILINEAR": schema.ResizeBilinearOptions,
+        "RESIZE_NEAREST_NEIGHBOR": schema.ResizeNearestNeighborOptions,
+    }
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    rows = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        name = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+        if name not in options_classes:
+            continue
+        table = op.BuiltinOptions()
+        options = options_classes[name]()
+        options.Init(table.Bytes, table.Pos)
+        shape = lambda index: [int(d) for d in graph.Tensors(int(index)).ShapeAsNumpy()]  # noqa: E731
+        rows.append({
+            "op": name,
+            "input": shape(op.Inputs(0)),
+            "output": shape(op.Outputs(0)),
+            "align_corners": bool(options.AlignCorners()),
+            "half_pixel_centers": bool(options.HalfPixelCenters()),
+        })
+    return rows

@@ -1,4 +1,5 @@
 from keras_swiftformer.models.backbone import PYRAMID_LEVELS, SwiftFormerBackbone
+from keras_swiftformer.models.segmenter import SwiftFormerSegmenter
 from keras_swiftformer.models.swiftformer import (
     SwiftFormer,
     SwiftFormerL1,
@@ -13,6 +14,7 @@ from keras_swiftformer.models.variants import VARIANTS, find_variant, get_varian
 __all__ = [
     "PYRAMID_LEVELS",
     "SwiftFormerBackbone",
+    "SwiftFormerSegmenter",
     "SwiftFormer",
     "SwiftFormerL1",
     "SwiftFormerL3",
