@@ -45,3 +45,66 @@ def test_feature_norm_and_input_checks():
     with pytest.raises(ValueError, match="multiples of 32"):
         SwiftFormerBackbone("XS", input_shape=(100, 224, 3))
     assert np.isfinite(to_numpy(outputs["P2"])).all()
+
+
+def _tiny_encoder():
+    return SwiftFormerBackbone(depths=TINY["depths"], widths=TINY["widths"])
+
+
+def test_keras_hub_retinanet_with_swiftformer_encoder(tmp_path):
+    keras_hub = optional("keras_hub")
+    import keras
+
+    retina = keras_hub.models.RetinaNetBackbone(
+        image_encoder=_tiny_encoder(), min_level=3, max_level=5, use_p5=False, image_shape=(None, None, 3)
+    )
+    detector = keras_hub.models.RetinaNetObjectDetector(
+        backbone=retina, num_classes=3, bounding_box_format="yxyx", preprocessor=None
+    )
+    images = np.random.RandomState(0).uniform(0, 1, (2, 128, 128, 3)).astype("float32")
+    targets = {
+        "boxes": np.array([[[10, 10, 50, 60], [60, 60, 120, 100]], [[0, 0, 64, 64], [-1, -1, -1, -1]]], "float32"),
+        "labels": np.array([[0, 1], [2, -1]], "int32"),
+    }
+    detector.compile(optimizer=keras.optimizers.Adam(1e-4))
+    history = detector.fit(images, targets, epochs=1, batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    predictions = detector.predict(images, verbose=0)
+    assert predictions["boxes"].shape == (2, 100, 4) and predictions["labels"].shape == (2, 100)
+    path = tmp_path / "retinanet.keras"
+    detector.save(path)
+    again = keras.saving.load_model(path, compile=False)
+    assert type(again.backbone.image_encoder) is SwiftFormerBackbone
+    np.testing.assert_allclose(to_numpy(again.backbone(images)["P3"]), to_numpy(detector.backbone(images)["P3"]), atol=1e-5)
+
+
+def test_keras_hub_deeplab_v3_with_swiftformer_encoder():
+    keras_hub = optional("keras_hub")
+    import keras
+
+    deeplab = keras_hub.models.DeepLabV3Backbone(
+        image_encoder=_tiny_encoder(), spatial_pyramid_pooling_key="P5", upsampling_size=8,
+        dilation_rates=[6, 12, 18], low_level_feature_key="P2",
+    )
+    segmenter = keras_hub.models.DeepLabV3ImageSegmenter(backbone=deeplab, num_classes=3)
+    segmenter.compile(optimizer=keras.optimizers.Adam(1e-4),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    images = np.random.RandomState(0).uniform(0, 1, (2, 128, 96, 3)).astype("float32")
+    masks = np.random.RandomState(1).randint(0, 3, (2, 128, 96, 1))
+    history = segmenter.fit(images, masks, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert segmenter.predict(images, verbose=0).shape == (2, 128, 96, 3)
+
+
+def test_backbone_round_trips_with_its_pyramid(tmp_path):
+    import keras
+
+    backbone = SwiftFormerBackbone(depths=TINY["depths"], widths=TINY["widths"], feature_norm=True)
+    path = tmp_path / "backbone.keras"
+    backbone.save(path)
+    again = keras.saving.load_model(path)
+    assert type(again) is SwiftFormerBackbone and again.feature_norm
+    assert sorted(again.pyramid_outputs) == ["P2", "P3", "P4", "P5"]
+    images = random_images((1, 64, 64, 3))
+    for level in ("P2", "P5"):
+        np.testing.assert_allclose(to_numpy(again(images)[level]), to_numpy(backbone(images)[level]), atol=1e-6)

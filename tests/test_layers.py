@@ -141,6 +141,8 @@ LAYER_CASES = [
     ),
     (ksl.LayerScale, {"init_value": 0.5}, (2, 3, 8)),
     (ksl.StochasticDepth, {"rate": 0.3, "seed": 3}, (2, 3, 8)),
+    (ksl.GroupNormalization, {"groups": 4, "epsilon": 1e-5}, (2, 5, 6, 8)),
+    (ksl.Upsample, {"factor": 2, "interpolation": "bilinear"}, (2, 5, 6, 8)),
 ]
 
 

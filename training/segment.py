@@ -61,6 +61,7 @@ def segmentation_metrics(matrix, class_names=None):
     iou = np.where(union > 0, true_positive / np.maximum(union, 1), np.nan)
     names = class_names or [str(i) for i in range(len(matrix))]
     return {
+        "per_class_pixels": {name: int(count) for name, count in zip(names, matrix.sum(1))},
         "val_miou": float(np.nanmean(iou)) if np.any(union > 0) else 0.0,
         "val_pixel_accuracy": float(true_positive.sum() / max(matrix.sum(), 1)),
         "val_pixels": int(matrix.sum()),
@@ -237,6 +238,12 @@ def _parser():
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--head-norm", choices=("group", "batch"), default="group")
+    parser.add_argument("--drop-path-rate", type=float, default=0.1)
+    parser.add_argument("--depths", type=int, nargs=4, help="a custom backbone instead of --model")
+    parser.add_argument("--widths", type=int, nargs=4, help="a custom backbone instead of --model")
+    parser.add_argument("--fpn-channels", type=int, default=256)
+    parser.add_argument("--head-channels", type=int, default=128)
+    parser.add_argument("--norm-groups", type=int, default=32)
     parser.add_argument("--validation-split", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     return parser
@@ -247,12 +254,18 @@ def main(argv=None):
     from keras_swiftformer.pretrained import WeightsDownloadError
 
     args = _parser().parse_args(argv)
+    if (args.depths is None) != (args.widths is None):
+        print("error: --depths and --widths go together", file=sys.stderr)
+        return 2
+    architecture = {"depths": args.depths, "widths": args.widths} if args.depths else {}
     try:
         metrics = train_segmenter(
             args.model, None if args.weights.lower() == "none" else args.weights, args.dataset,
             args.num_classes, args.epochs, args.batch_size, args.crop_size, args.output, args.resume,
             args.lr, args.weight_decay, not args.no_augment, args.validation_split, args.head_norm,
-            seed=args.seed, data_dir=args.data_dir,
+            args.drop_path_rate, seed=args.seed, data_dir=args.data_dir,
+            fpn_channels=args.fpn_channels, head_channels=args.head_channels,
+            norm_groups=args.norm_groups, **architecture,
         )
     except (DatasetError, ValueError, FileNotFoundError, MissingDependencyError, WeightsDownloadError) as error:
         print(f"error: {error}", file=sys.stderr)
