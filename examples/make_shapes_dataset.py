@@ -25,8 +25,9 @@ def _photos():
     return [getattr(skimage.data, name)()[..., :3] for name in PHOTOS]
 
 
-def make_example(photo, size, random):
-    """One (image uint8 HxWx3, mask uint8 HxW) pair from a random crop of `photo`."""
+def make_example(photo, size, random, with_boxes=False):
+    """One (image uint8 HxWx3, mask uint8 HxW) pair from a random crop of `photo`; with
+    `with_boxes`, also the shapes' boxes (y0, x0, y1, x1 in pixels) and class indices."""
     scale = random.uniform(0.4, 1.0)
     side = int(min(photo.shape[:2]) * scale)
     top = random.randint(0, photo.shape[0] - side + 1)
@@ -36,6 +37,7 @@ def make_example(photo, size, random):
     image = crop[indices][:, indices].astype(np.float32)
     mask = np.zeros((size, size), np.uint8)
     rows, cols = np.mgrid[:size, :size]
+    boxes, labels = [], []
     for _ in range(random.randint(1, 4)):
         label = random.randint(1, len(CLASS_NAMES))
         radius = random.uniform(0.1, 0.22) * size
@@ -51,6 +53,10 @@ def make_example(photo, size, random):
             fill = np.where(stripes[..., None], fill, random.uniform(0, 255, 3))
         image[inside] = np.clip(fill[inside], 0, 255)
         mask[inside] = label
+        boxes.append([y - radius, x - radius, y + radius, x + radius])
+        labels.append(label)
+    if with_boxes:
+        return image.astype(np.uint8), mask, np.array(boxes, np.float32), np.array(labels, np.int32)
     return image.astype(np.uint8), mask
 
 

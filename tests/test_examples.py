@@ -1,5 +1,6 @@
 """The scripts in examples/ run as documented (with local stand-ins for the network)."""
 
+import json
 import os
 import runpy
 import subprocess
@@ -63,3 +64,47 @@ def test_coral_example_runs_on_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 5 and "running on the CPU" in result.stderr
+
+
+def test_segment_photo_writes_an_overlay(tmp_path):
+    optional("PIL")
+    from PIL import Image
+
+    from keras_swiftformer import SwiftFormerSegmenter
+
+    model = SwiftFormerSegmenter(num_classes=4, backbone_weights=None, depths=(2, 1, 2, 1),
+                                 widths=(8, 16, 24, 32), fpn_channels=16, head_channels=16, norm_groups=4)
+    model.save(tmp_path / "segmenter.keras")
+    output = tmp_path / "overlay.png"
+    result = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "segment_photo.py"), os.path.join(EXAMPLES, "chelsea.jpg"),
+         "--model", str(tmp_path / "segmenter.keras"), "--size", "96", "--output", str(output)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    photo = Image.open(os.path.join(EXAMPLES, "chelsea.jpg"))
+    with Image.open(output) as overlay:
+        assert overlay.size == (2 * photo.width, photo.height)  # photograph | overlay
+    shares = json.loads(result.stdout.strip().splitlines()[-1])["pixel_share_per_class"]
+    assert abs(sum(shares.values()) - 1.0) < 1e-3
+    missing = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "segment_photo.py"), "x.jpg", "--model", str(tmp_path / "none.keras")],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert missing.returncode != 0 and "training.segment" in missing.stderr
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="runs once; keras-hub's RetinaNet is tested on every backend in test_backbone")
+def test_retinanet_example_trains_and_draws(tmp_path):
+    optional("keras_hub")
+    optional("skimage")
+    result = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "retinanet_shapes.py"), "--weights", "none", "--train", "16",
+         "--val", "4", "--size", "64", "--epochs", "1", "--batch-size", "8", "--depths", "2", "1", "2", "1",
+         "--widths", "8", "16", "24", "32", "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, cwd=EXAMPLES,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert 0.0 <= report["val_recall_at_iou_0.5"] <= 1.0
+    assert (tmp_path / "detections.png").exists() and (tmp_path / "retinanet.keras").exists()
