@@ -2,6 +2,7 @@
 fidelity against the Keras model.
 
     python examples/export_models.py [--weights imagenet] [--calibration DIR] [--out exports/]
+    python examples/export_models.py --segmenter --variants L1 --size 512   # Semantic FPN
 
 Without --weights the models keep their random initialisation (fine for size and latency;
 fidelity then compares near-random logits). Calibration defaults to scikit-image's sample
@@ -27,11 +28,12 @@ FLAVOURS = [
 ]
 
 
-def sample_photos():
+def sample_photos(size=224):
     import skimage.data
 
     names = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left", "hubble_deep_field", "retina", "immunohistochemistry")
-    return np.stack([load_image(getattr(skimage.data, n)(), normalize=False) for n in names if hasattr(skimage.data, n)])
+    return np.stack([load_image(getattr(skimage.data, n)(), image_size=size, normalize=False)
+                     for n in names if hasattr(skimage.data, n)])
 
 
 def main():
@@ -40,14 +42,25 @@ def main():
     parser.add_argument("--weights", default=None)
     parser.add_argument("--calibration", help="folder of images (default: scikit-image photos)")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--segmenter", action="store_true",
+                        help="export the Semantic FPN segmenter (150 classes) instead of the classifier")
+    parser.add_argument("--size", type=int, default=None, help="input side (224; 512 for --segmenter)")
+    parser.add_argument("--flavours", default=None, help="comma-separated subset of " + ",".join(f for f, _ in FLAVOURS))
     args = parser.parse_args()
     out = args.out or tempfile.mkdtemp(prefix="swiftformer-exports-")
-    pixels = sample_photos() if args.calibration is None else None
+    size = args.size or (512 if args.segmenter else 224)
+    pixels = sample_photos(size) if args.calibration is None else None
+    flavours = [(f, o) for f, o in FLAVOURS if args.flavours is None or f in args.flavours.split(",")]
     rows = []
     for variant in args.variants.split(","):
-        model = getattr(keras_swiftformer, f"SwiftFormer{variant}")(weights=args.weights)
-        for flavour, options in FLAVOURS:
-            path = os.path.join(out, f"swiftformer_{variant.lower()}_{flavour}.tflite")
+        if args.segmenter:
+            model = keras_swiftformer.SwiftFormerSegmenter(variant, num_classes=150, backbone_weights=args.weights)
+        else:
+            model = getattr(keras_swiftformer, f"SwiftFormer{variant}")(weights=args.weights)
+        for flavour, options in flavours:
+            options = {**options, "input_size": size}
+            kind = "semantic_fpn" if args.segmenter else ""
+            path = os.path.join(out, f"swiftformer_{variant.lower()}{kind and '_' + kind}_{flavour}.tflite")
             folds = options.get("edgetpu", False)
             calibration = args.calibration or (pixels if folds else preprocess_input(pixels))
             result = export_tflite(model, path, representative_data=calibration, **options)
@@ -55,10 +68,12 @@ def main():
             report = verify(path, model, data, repeats=20)
             rows.append((variant, flavour, result["bytes"] / 1e6, report))
             print(f"{variant:3s} {flavour:8s} done", flush=True)
-    print(f"\n| variant | file | size (MB) | LiteRT latency, 2 threads (ms) | cosine vs Keras | top-1 agreement |")
+        del model
+    agreement = "pixel agreement" if args.segmenter else "top-1 agreement"
+    print(f"\n| variant | file | size (MB) | LiteRT latency, 2 threads (ms) | cosine vs Keras | {agreement} |")
     print("|---|---|---|---|---|---|")
     for variant, flavour, size, report in rows:
-        print(f"| {variant} | {flavour} | {size:.1f} | {report['latency_ms']:.1f} | {report['cosine']:.5f} | {report['top1_agreement']:.0%} |")
+        print(f"| {variant} | {flavour} | {size:.1f} | {report['latency_ms']:.1f} | {report['cosine']:.5f} | {report['top1_agreement']:.1%} |")
     print(f"\nFiles in {out}; fidelity on {len(pixels) if pixels is not None else 'the calibration'} photographs.")
 
 

@@ -74,7 +74,7 @@ def build_detector(args):
     )
 
 
-def draw(images, predictions, targets, path, threshold=0.3):
+def draw(images, predictions, targets, path, threshold=0.5):
     from PIL import Image, ImageDraw
 
     tiles = []

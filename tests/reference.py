@@ -12,19 +12,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import SwiftFormerConfig, SwiftFormerForImageClassification
+from benchmarks.official_model import current_release_attention
 from transformers.models.swiftformer.modeling_swiftformer import (
     SwiftFormerEfficientAdditiveAttention,
 )
 
 
-def _current_release_attention(self, x):
-    query = F.normalize(self.to_query(x), dim=-1)
-    key = F.normalize(self.to_key(x), dim=-1)
-    weights = (query @ self.w_g) * self.scale_factor
-    weights = F.normalize(weights, dim=1)
-    global_query = torch.sum(weights * query, dim=1)
-    global_query = global_query.unsqueeze(1).repeat(1, key.shape[1], 1)
-    return self.final(self.proj(global_query * key) + query)
+_current_release_attention = current_release_attention  # the official formula, shared with benchmarks/
 
 
 @torch.no_grad()
