@@ -18,6 +18,7 @@ from keras import ops
 # against eps**2 gives the same result without a square root of zero in the gradient.
 L2_EPSILON = 1e-12
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_SQRT_2 = math.sqrt(2.0)
 
 
 def _tensor(x):
@@ -44,12 +45,30 @@ def edgetpu_gelu():
         _GELU_FORMULATION.pop()
 
 
+@contextlib.contextmanager
+def onnx_gelu():
+    """Within this context `exact_gelu` traces as `((1 + erf(x / sqrt 2)) * x) * 0.5`.
+
+    The same exact GELU, spelled the way `torch.onnx.export` writes it, which is the pattern
+    ONNX Runtime's GeluFusion recognises: it then runs one Gelu kernel in its blocked NCHWc
+    layout instead of five elementwise ops with a layout reorder before and after each
+    (measured on SwiftFormer-L1: 10 ms of the 30 ms). Only the ONNX export uses it.
+    """
+    _GELU_FORMULATION.append("onnx")
+    try:
+        yield
+    finally:
+        _GELU_FORMULATION.pop()
+
+
 def exact_gelu(x):
     """GELU in its exact erf form, identical to PyTorch's default `nn.GELU()`."""
     x = _tensor(x)
     if _GELU_FORMULATION[-1] == "edgetpu":
         inner = x + 0.044715 * (x * x * x)
         return x * ops.sigmoid(_TANH_GELU_SCALE * inner)
+    if _GELU_FORMULATION[-1] == "onnx":
+        return ((1.0 + ops.erf(x / _SQRT_2)) * x) * 0.5
     return 0.5 * x * (1.0 + ops.erf(x * _INV_SQRT_2))
 
 
