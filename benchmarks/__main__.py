@@ -111,7 +111,9 @@ def _parser():
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runtimes", default=",".join(RUNTIMES), help="comma-separated subset of " + ",".join(RUNTIMES))
-    parser.add_argument("--sweep-sizes", default="224,384,512,640,768,896,1024")
+    parser.add_argument("--compile-batch-sizes", default="1",
+                        help="batch sizes for torch.compile (each compiles anew: ~1 min per model on 2 cores)")
+    parser.add_argument("--sweep-sizes", default="224,448,672,896,1024")
     parser.add_argument("--sweep-variant", default="L1")
     parser.add_argument("--sweep-runtimes", default="torch-eager,keras-jax,tflite-float32",
                         help="runtimes for SwiftFormer in the resolution sweep (self-attention runs in torch eager)")
@@ -128,6 +130,7 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     if args.quick:
         args.variants, args.batch_sizes, args.sweep_sizes, args.sweep_variant, args.budget = "XS", "1", "224,448", "XS", 0.3
+        args.compile_batch_sizes = "1"
     variants = [v.strip().upper() for v in args.variants.split(",") if v.strip()]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
@@ -164,8 +167,11 @@ def main(argv=None):
     results = []
     for runtime in runtimes:
         worker, backend = RUNTIMES[runtime]
+        batches = [1] if worker == "files" else batch_sizes
+        if runtime == "torch-compile":
+            batches = [int(b) for b in args.compile_batch_sizes.split(",")]
         job = {**common, "worker": worker, "runtime": runtime, "variants": variants, "sizes": [args.size],
-               "batch_sizes": [1] if worker == "files" else batch_sizes, "timing": timing, "files": files,
+               "batch_sizes": batches, "timing": timing, "files": files,
                "kind": FILE_KINDS.get(runtime)}
         if worker == "files" and not all(f"{v}/{FILE_KINDS[runtime]}" in files for v in variants):
             results.append({"runtime": runtime, "error": "export failed (see the export job's error)"})

@@ -71,7 +71,9 @@ def markdown(report):
         f"Input {settings['size']}x{settings['size']}, float32 unless the runtime says int8; median "
         "of repeated runs after warm-up, with the interquartile range; ratio = runtime / PyTorch "
         "eager on the official model at the same batch (lower is faster). Exported files run at "
-        "batch 1, the way they are deployed. Random weights (speed does not depend on them).",
+        "batch 1, the way they are deployed; torch.compile runs at the batch sizes given by "
+        "--compile-batch-sizes (default 1: each compilation takes about a minute here). Random "
+        "weights (speed does not depend on them).",
         "",
     ]
     gmacs = {m["variant"]: m["gmacs"] for m in report["macs"] if m["attention"] == "additive" and m["size"] == settings["size"]}

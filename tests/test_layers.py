@@ -166,3 +166,24 @@ def test_layer_config_round_trip(cls, kwargs, shape):
         target.assign(source)
     again = to_numpy(clone(x, training=False) if "training" in clone.call.__code__.co_varnames else clone(x))
     np.testing.assert_allclose(again, out, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel_size,strides,channels", [(1, 1, 8), (3, 2, 3), (3, 2, 136), (3, 2, 16)])
+def test_conv_fast_paths_equal_keras_convolution(kernel_size, strides, channels):
+    """The JAX/PyTorch matmul and patch paths compute exactly Keras' convolution."""
+    from keras_swiftformer.layers.primitives import Conv2D, DepthwiseConv2D
+
+    x = np.random.RandomState(0).normal(size=(2, 9, 11, channels)).astype("float32")
+    ours = Conv2D(5, kernel_size, strides=strides)
+    native = keras.layers.Conv2D(5, kernel_size, strides=strides)
+    ours.build(x.shape), native.build(x.shape)
+    for target, source in zip(native.weights, ours.weights):
+        target.assign(np.random.RandomState(1).normal(size=source.shape).astype("float32"))
+        source.assign(target)
+    np.testing.assert_allclose(to_numpy(ours(x)), to_numpy(native(x)), atol=2e-5 * max(1, channels / 8))
+    depthwise, plain = DepthwiseConv2D(3, padding="same"), keras.layers.DepthwiseConv2D(3, padding="same")
+    depthwise.build(x.shape), plain.build(x.shape)
+    for target, source in zip(plain.weights, depthwise.weights):
+        target.assign(np.random.RandomState(2).normal(size=source.shape).astype("float32"))
+        source.assign(target)
+    np.testing.assert_allclose(to_numpy(depthwise(x)), to_numpy(plain(x)), atol=1e-5)
