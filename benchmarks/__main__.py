@@ -119,7 +119,8 @@ def _parser():
                         help="runtimes for SwiftFormer in the resolution sweep (self-attention runs in torch eager)")
     parser.add_argument("--no-sweep", action="store_true")
     parser.add_argument("--budget", type=float, default=2.0, help="seconds of timed runs per measurement")
-    parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "results"))
+    parser.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks"),
+                        help="where results.md/json and the plots go (the README embeds docs/benchmarks)")
     parser.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "keras-swiftformer-benchmarks"),
                         help="exported files are kept here between runs")
     parser.add_argument("--quick", action="store_true", help="XS, batch 1, a two-size sweep: a smoke run")
