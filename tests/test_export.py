@@ -78,9 +78,25 @@ def test_float_exports_match_keras(tmp_path, which, xs_model, s_model):
     assert fp16["bytes"] < 0.55 * fp32["bytes"] and dynamic["bytes"] < 0.35 * fp32["bytes"]
     onnx = export_onnx(model, tmp_path / "m.onnx", input_size=size)
     assert np.abs(run_file(onnx["path"], images) - expected).max() <= FLOAT_TOLERANCE
+    assert_onnxruntime_fuses_every_gelu(onnx["path"], model_depths(model), tmp_path)
     dynamic_onnx = export_onnx(model, tmp_path / "dyn.onnx", dynamic_axes=True)
     other = random_images((2, 96, 128, 3), seed=5)
     assert np.abs(run_file(dynamic_onnx["path"], other) - _logits(model, other)).max() <= FLOAT_TOLERANCE
+
+
+def assert_onnxruntime_fuses_every_gelu(path, depths, tmp_path):
+    """Each block's GELU (one per Conv. Encoder, two per SwiftFormer Encoder) becomes one
+    Gelu kernel in ONNX Runtime's optimised graph: no Erf is left (the export's rewrite)."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ops = collections.Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
+    assert ops["Erf"] == 0 and ops["Gelu"] == sum(depths) + len(depths), ops
 
 
 def test_export_from_any_backend(tmp_path, tiny):
