@@ -241,3 +241,28 @@ def test_bad_segmentation_inputs(tmp_path):
         train_segmenter(tiny_segmenter(), dataset=out_of_range, epochs=1, output=str(tmp_path / "e"),
                         validation_split=0.2)
     assert main(["--dataset", str(tmp_path / "missing"), "--output", str(tmp_path / "f"), "--weights", "none"]) == 1
+
+
+def test_bare_backbone_exports_its_pyramid(tmp_path):
+    if BACKEND != "tensorflow":
+        pytest.skip("export is exercised from the TensorFlow session (other backends: test_export)")
+    optional("ai_edge_litert")
+    from ai_edge_litert.interpreter import Interpreter
+
+    from conversion.export import export_tflite
+    from keras_swiftformer import SwiftFormerBackbone
+
+    backbone = SwiftFormerBackbone(depths=TINY["depths"], widths=TINY["widths"], feature_norm=True)
+    images = random_images((1, 64, 96, 3), seed=4)
+    expected = {level: to_numpy(value) for level, value in backbone(images, training=False).items()}
+    result = export_tflite(backbone, str(tmp_path / "backbone.tflite"), input_size=(64, 96))
+    assert len(result["io"]["outputs"]) == 4
+    interpreter = Interpreter(model_path=result["path"])
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
+    interpreter.invoke()
+    outputs = [interpreter.get_tensor(detail["index"]) for detail in interpreter.get_output_details()]
+    for level, stride, channels in zip(("P2", "P3", "P4", "P5"), (4, 8, 16, 32), TINY["widths"]):
+        match = [o for o in outputs if o.shape == (1, 64 // stride, 96 // stride, channels)]
+        assert len(match) == 1, (level, [o.shape for o in outputs])
+        np.testing.assert_allclose(match[0], expected[level], atol=1e-4)
