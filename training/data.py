@@ -99,9 +99,12 @@ def folder_datasets(directory, validation_split=0.1, seed=0):
     return subset(train), subset(val)
 
 
-def tfds_datasets(name, data_dir=None, validation_split=0.1):
-    """Train and validation splits of a tensorflow-datasets dataset (validation: its
-    'validation' or 'test' split, else the last `validation_split` of 'train')."""
+def prepared_tfds_builder(name, data_dir=None, alternative="a folder of class subfolders", check=None):
+    """A tfds builder with its data prepared, or a DatasetError that says what to do.
+
+    `check(builder)` may raise DatasetError before anything is downloaded (e.g. missing
+    features); `alternative` names the offline option in the message.
+    """
     from keras_swiftformer.optional import require
 
     tfds = require("tensorflow_datasets", f"training on the tfds dataset {name!r}")
@@ -109,14 +112,23 @@ def tfds_datasets(name, data_dir=None, validation_split=0.1):
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as error:  # noqa: BLE001 - DatasetNotFoundError and friends
         raise DatasetError(f"Unknown tensorflow-datasets name {name!r}: {str(error)[:500]}") from error
+    if check is not None:
+        check(builder)
     try:
         builder.download_and_prepare()
     except Exception as error:  # noqa: BLE001
         raise DatasetError(
             f"Could not download or prepare the tfds dataset {name!r} ({type(error).__name__}: "
             f"{str(error)[:300]}). Without internet, prepare it on another machine and pass "
-            "its data_dir, or use a folder of class subfolders."
+            f"its data_dir, or use {alternative}."
         ) from error
+    return builder
+
+
+def tfds_datasets(name, data_dir=None, validation_split=0.1):
+    """Train and validation splits of a tensorflow-datasets dataset (validation: its
+    'validation' or 'test' split, else the last `validation_split` of 'train')."""
+    builder = prepared_tfds_builder(name, data_dir)
     info = builder.info
     splits = info.splits
     if "validation" in splits:

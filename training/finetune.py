@@ -78,7 +78,7 @@ def _compile(model, training_model, recipe, steps, epochs, label_smoothing, offs
     )
 
 
-def _write_json(path, data):
+def write_json_atomically(path, data):
     temporary = path + ".partial"
     with open(temporary, "w") as file:
         json.dump(data, file, indent=2)
@@ -244,7 +244,7 @@ def finetune(
             # Optimizer slots now, inside the scope (MirroredStrategy needs them there).
             trainer.optimizer.build(trainer.trainable_variables)
         restore = keras.callbacks.BackupAndRestore(os.path.join(output, backup))
-        start = _backed_up_epoch(os.path.join(output, backup), first_epoch)
+        start = backed_up_epoch(os.path.join(output, backup), first_epoch)
         train_data = make_pipeline(
             train_split, len(class_names), image_size, batch_size, training=True,
             augmentation=augmentation, seed=seed, start_epoch=start, epochs=last_epoch,
@@ -272,14 +272,14 @@ def finetune(
         "image_size": image_size, "train_examples": train_split.size, "classes": class_names,
         "backend": keras.backend.backend(), "final_weights": final,
     })
-    _write_json(os.path.join(output, "metrics.json"), metrics)
+    write_json_atomically(os.path.join(output, "metrics.json"), metrics)
     _learning_curves(log, os.path.join(output, "learning_curves.png"))
     if os.path.exists(os.path.join(output, FROZEN_DONE)):
         os.remove(os.path.join(output, FROZEN_DONE))
     return metrics
 
 
-def _backed_up_epoch(backup_dir, default):
+def backed_up_epoch(backup_dir, default):
     """The epoch BackupAndRestore will resume from, so the data pipeline starts there too."""
     path = os.path.join(backup_dir, "training_metadata.json")
     if os.path.exists(path):

@@ -12,7 +12,6 @@ decay 1e-4, polynomial decay with power 0.9, the ADE20K augmentation.
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -20,6 +19,7 @@ import keras
 import numpy as np
 
 from training.data import DatasetError
+from training.finetune import backed_up_epoch, write_json_atomically
 from training.segmentation_data import (
     IGNORE_LABEL,
     LABEL_ERROR,
@@ -69,13 +69,6 @@ def segmentation_metrics(matrix, class_names=None):
     }
 
 
-def _write_json(path, data):
-    temporary = path + ".partial"
-    with open(temporary, "w") as file:
-        json.dump(data, file, indent=2)
-    os.replace(temporary, path)
-
-
 def _optimizer(model, learning_rate, weight_decay, total_steps, step_offset=0):
     from training.recipe import OffsetSchedule
 
@@ -87,14 +80,6 @@ def _optimizer(model, learning_rate, weight_decay, total_steps, step_offset=0):
     optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
     optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if len(v.shape) <= 1])
     return optimizer
-
-
-def _backed_up_epoch(backup_dir, default):
-    path = os.path.join(backup_dir, "training_metadata.json")
-    if os.path.exists(path):
-        with open(path) as file:
-            return int(json.load(file)["epoch"])
-    return default
 
 
 def _label_errors_as_dataset_errors(function):
@@ -185,7 +170,7 @@ def train_segmenter(
             input_shape=(crop_size, crop_size, 3), head_norm=head_norm,
             drop_path_rate=drop_path_rate, **segmenter_options,
         )
-    start = _backed_up_epoch(os.path.join(output, BACKUP), 0)
+    start = backed_up_epoch(os.path.join(output, BACKUP), 0)
     segmenter.compile(
         optimizer=_optimizer(segmenter, learning_rate, weight_decay, steps * epochs),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_LABEL),
@@ -218,7 +203,7 @@ def train_segmenter(
         "val_examples": val_split.size, "backend": keras.backend.backend(),
         "final_model": final_model, "final_weights": final,
     })
-    _write_json(os.path.join(output, "metrics.json"), metrics)
+    write_json_atomically(os.path.join(output, "metrics.json"), metrics)
     return metrics
 
 

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from training.data import IMAGE_SUFFIXES, DatasetError, _tf, normalize
+from training.data import IMAGE_SUFFIXES, DatasetError, _tf, normalize, prepared_tfds_builder
 
 IGNORE_LABEL = 255
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
@@ -106,24 +106,12 @@ def folder_segmentation_datasets(directory, validation_split=0.1, seed=0, reduce
 def tfds_segmentation_datasets(name="scene_parse150", data_dir=None):
     """Train and validation splits of a tfds segmentation set with `image` and `annotation`
     features (scene_parse150: ADE20K; its 'test' split is ADE20K's validation set)."""
-    from keras_swiftformer.optional import require
+    def has_masks(builder):
+        features = builder.info.features
+        if "image" not in features or "annotation" not in features:
+            raise DatasetError(f"The tfds dataset {name!r} has no 'image' and 'annotation' features.")
 
-    tfds = require("tensorflow_datasets", f"training on the tfds dataset {name!r}")
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as error:  # noqa: BLE001
-        raise DatasetError(f"Unknown tensorflow-datasets name {name!r}: {str(error)[:500]}") from error
-    features = builder.info.features
-    if "image" not in features or "annotation" not in features:
-        raise DatasetError(f"The tfds dataset {name!r} has no 'image' and 'annotation' features.")
-    try:
-        builder.download_and_prepare()
-    except Exception as error:  # noqa: BLE001
-        raise DatasetError(
-            f"Could not download or prepare the tfds dataset {name!r} ({type(error).__name__}: "
-            f"{str(error)[:300]}). Without internet, prepare it on another machine and pass "
-            "its data_dir, or use a folder of image/mask pairs."
-        ) from error
+    builder = prepared_tfds_builder(name, data_dir, "a folder of image/mask pairs", check=has_masks)
     splits = builder.info.splits
     val_split = "validation" if "validation" in splits else "test"
 
