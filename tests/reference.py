@@ -10,15 +10,12 @@ import types
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import SwiftFormerConfig, SwiftFormerForImageClassification
-from benchmarks.official_model import current_release_attention
 from transformers.models.swiftformer.modeling_swiftformer import (
     SwiftFormerEfficientAdditiveAttention,
 )
 
-
-_current_release_attention = current_release_attention  # the official formula, shared with benchmarks/
+from benchmarks.official_model import current_release_attention  # the official formula
 
 
 @torch.no_grad()
@@ -64,7 +61,7 @@ def build_reference(depths, widths, classes=1000, attention_pooling="normalize",
     if attention_pooling == "normalize":
         for module in model.modules():
             if isinstance(module, SwiftFormerEfficientAdditiveAttention):
-                module.forward = types.MethodType(_current_release_attention, module)
+                module.forward = types.MethodType(current_release_attention, module)
     elif attention_pooling != "softmax_v1":
         raise ValueError(attention_pooling)
     return model

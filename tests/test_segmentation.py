@@ -266,3 +266,42 @@ def test_bare_backbone_exports_its_pyramid(tmp_path):
         match = [o for o in outputs if o.shape == (1, 64 // stride, 96 // stride, channels)]
         assert len(match) == 1, (level, [o.shape for o in outputs])
         np.testing.assert_allclose(match[0], expected[level], atol=1e-4)
+
+
+class _Crash(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated kill after epoch 2")
+
+
+def test_segmentation_kill_and_resume(tmp_path):
+    """`resume=True` continues the epoch counter, the schedule and the weights."""
+    optional("skimage")
+    import csv
+
+    from training.segment import train_segmenter
+
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    data = make_shapes_dataset(str(tmp_path / "data"), train=32, val=8, size=SIZE, seed=3)
+
+    def run(output, **kwargs):
+        keras.utils.set_random_seed(0)
+        model = tiny_segmenter(dropout=0.0)
+        train_segmenter(model, dataset=data, epochs=3, batch_size=16, crop_size=SIZE, output=str(output),
+                        learning_rate=1e-3, verbose=0, **kwargs)
+        return model
+
+    reference = run(tmp_path / "reference")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "run", callbacks=[_Crash()])
+    with pytest.raises(ValueError, match="interrupted run"):
+        run(tmp_path / "run")
+    resumed = run(tmp_path / "run", resume=True)
+    epochs = [row["epoch"] for row in csv.DictReader(open(tmp_path / "run" / "log.csv"))]
+    assert epochs == ["0", "1", "2"]
+    assert int(to_numpy(resumed.optimizer.iterations)) == int(to_numpy(reference.optimizer.iterations)) == 6
+    diffs = [np.abs(to_numpy(a) - to_numpy(b)).max() for a, b in zip(resumed.weights, reference.weights)]
+    assert max(diffs) < 1e-4, max(diffs)

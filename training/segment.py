@@ -69,14 +69,11 @@ def segmentation_metrics(matrix, class_names=None):
     }
 
 
-def _optimizer(model, learning_rate, weight_decay, total_steps, step_offset=0):
-    from training.recipe import OffsetSchedule
-
+def _optimizer(model, learning_rate, weight_decay, total_steps):
+    # BackupAndRestore restores the optimizer's step, so a resumed run continues the schedule.
     schedule = keras.optimizers.schedules.PolynomialDecay(
         learning_rate, decay_steps=max(total_steps, 1), end_learning_rate=0.0, power=0.9
     )
-    if step_offset:
-        schedule = OffsetSchedule(schedule, step_offset)
     optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
     optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if len(v.shape) <= 1])
     return optimizer
