@@ -159,12 +159,11 @@ def main(argv=None):
     macs = [r for r in rows if "gmacs" in r]
     files = {}
     file_runtimes = [r for r in runtimes if r in FILE_KINDS]
-    sweep_files = [r for r in sweep_runtimes if r in FILE_KINDS]
-    if file_runtimes or sweep_files:
-        for size, kinds, names in ((args.size, [FILE_KINDS[r] for r in file_runtimes], variants),):
-            exported = run_job({**common, "worker": "export", "runtime": "export", "variants": names,
-                                "sizes": [size], "kinds": kinds}, backend="tensorflow")
-            files.update(exported[0] if exported and "error" not in exported[0] else {})
+    if file_runtimes:
+        exported = run_job({**common, "worker": "export", "runtime": "export", "variants": variants,
+                            "sizes": [args.size], "kinds": [FILE_KINDS[r] for r in file_runtimes]},
+                           backend="tensorflow")
+        files.update(exported[0] if exported and "error" not in exported[0] else {})
     results = []
     for runtime in runtimes:
         worker, backend = RUNTIMES[runtime]
