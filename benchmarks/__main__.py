@@ -11,6 +11,8 @@ the same run. Writes results.json, results.md, latency.png and resolution.png to
 
 import argparse
 import datetime
+import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -20,6 +22,7 @@ import tempfile
 import time
 
 from benchmarks.report import write_report
+from keras_swiftformer.variants import get_variant
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,8 +46,6 @@ REQUIRED = {"torch": "torch==2.13.0", "transformers": "transformers", "onnxrunti
 
 
 def _check_installed(runtimes):
-    import importlib.util
-
     needed = {"torch", "transformers", "matplotlib"}
     for runtime in runtimes:
         if runtime.startswith("keras-"):
@@ -70,8 +71,9 @@ def run_job(job, backend=None, log=print):
             json.dump(job, file)
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                    TF_CPP_MIN_LOG_LEVEL="3")
-        if backend:
-            env["KERAS_BACKEND"] = backend
+        # A PyTorch job's process imports Keras only through the library's helpers: on the
+        # torch backend that adds no second framework to it.
+        env["KERAS_BACKEND"] = backend or "torch"
         start = time.time()
         process = subprocess.run([sys.executable, "-m", "benchmarks.workers", job_path, result_path],
                                  env=env, capture_output=True, text=True, cwd=ROOT)
@@ -94,9 +96,7 @@ def machine():
     versions = {}
     for module in ("keras", "tensorflow", "jax", "torch", "transformers", "onnxruntime", "ai_edge_litert", "tf2onnx", "numpy"):
         try:
-            from importlib.metadata import version
-
-            versions[module] = version(module.replace("_", "-"))
+            versions[module] = importlib.metadata.version(module.replace("_", "-"))
         except Exception:  # noqa: BLE001 - not installed
             versions[module] = None
     return {"cpu": cpu, "cores_visible": len(os.sched_getaffinity(0)), "python": platform.python_version(),
@@ -141,8 +141,6 @@ def main(argv=None):
         raise SystemExit(f"error: unknown runtimes {unknown}; choose from {', '.join(RUNTIMES)}")
     if args.threads < 1 or args.threads > len(os.sched_getaffinity(0)):
         raise SystemExit(f"error: --threads must be between 1 and the {len(os.sched_getaffinity(0))} cores available")
-    from keras_swiftformer.models.variants import get_variant
-
     for variant in variants + [args.sweep_variant]:
         get_variant(variant)
     _check_installed(set(runtimes) | set(sweep_runtimes))

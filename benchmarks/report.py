@@ -3,6 +3,9 @@
 import json
 import os
 
+from keras_swiftformer.io import atomic_path, write_text
+from keras_swiftformer.optional import require
+
 LABELS = {
     "torch-eager": "PyTorch eager (official model)",
     "torch-compile": "torch.compile (official model)",
@@ -129,10 +132,9 @@ def markdown(report):
 
 
 def plots(report, directory):
-    import matplotlib
-
+    matplotlib = require("matplotlib", "the benchmark plots")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "the benchmark plots")
 
     paths = {}
     index = _index(report["results"])
@@ -150,7 +152,8 @@ def plots(report, directory):
         axis.legend(fontsize=7, ncol=2)
         figure.tight_layout()
         paths["latency_plot"] = os.path.join(directory, "latency.png")
-        figure.savefig(paths["latency_plot"], dpi=110)
+        with atomic_path(paths["latency_plot"]) as temporary:
+            figure.savefig(temporary, dpi=110, format="png")
         plt.close(figure)
     if report["sweep"]:
         sweep = _index(report["sweep"])
@@ -173,7 +176,8 @@ def plots(report, directory):
         axis.legend(fontsize=7)
         figure.tight_layout()
         paths["resolution_plot"] = os.path.join(directory, "resolution.png")
-        figure.savefig(paths["resolution_plot"], dpi=110)
+        with atomic_path(paths["resolution_plot"]) as temporary:
+            figure.savefig(temporary, dpi=110, format="png")
         plt.close(figure)
     return paths
 
@@ -182,9 +186,7 @@ def write_report(report, directory):
     os.makedirs(directory, exist_ok=True)
     report = {**report, "targets": target_ratios(report)}
     paths = {"json": os.path.join(directory, "results.json"), "markdown": os.path.join(directory, "results.md")}
-    for path, content in ((paths["json"], json.dumps(report, indent=1)), (paths["markdown"], markdown(report))):
-        with open(path + ".partial", "w") as file:
-            file.write(content)
-        os.replace(path + ".partial", path)
+    write_text(paths["json"], json.dumps(report, indent=1))
+    write_text(paths["markdown"], markdown(report))
     paths.update(plots(report, directory))
     return paths

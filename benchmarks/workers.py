@@ -13,6 +13,9 @@ import numpy as np
 
 from benchmarks.measure import pin_threads, time_call
 
+# Each worker imports the runtime it measures inside its function, and nothing else: a process
+# measuring torch eager holds no TensorFlow, one measuring JAX no torch.
+
 
 def _images(batch, size, layout="nhwc"):
     images = np.random.RandomState(0).uniform(-2, 2, (batch, size, size, 3)).astype("float32")
@@ -36,7 +39,7 @@ def _cases(job):
 def run_torch(job):
     import torch
 
-    from benchmarks.official_model import official_swiftformer
+    from conversion.official_model import official_swiftformer
 
     torch.set_num_threads(job["threads"])
     attention = "mhsa" if job["runtime"].endswith("mhsa") else "additive"
@@ -58,7 +61,7 @@ def run_torch(job):
                                  "skipped": f"the previous size already took over {job['max_ms'] / 1000:.0f} s"})
                     continue
                 with torch.no_grad():
-                    timing = time_call(lambda: runner(x), **job["timing"])
+                    timing = time_call(lambda runner=runner, x=x: runner(x), **job["timing"])
                 rows.append(_row(job, variant, batch, size, timing))
                 print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -67,7 +70,7 @@ def run_torch(job):
 def count_macs(job):
     """GMACs per image of each variant at the benchmark size, and of L1 with additive and
     with self-attention at each sweep size (PyTorch's FlopCounterMode on the official model)."""
-    from benchmarks.official_model import count_gmacs, official_swiftformer
+    from conversion.official_model import count_gmacs, official_swiftformer
 
     rows = [{"variant": v, "size": job["sizes"][0], "attention": "additive",
              "gmacs": count_gmacs(official_swiftformer(v), job["sizes"][0])} for v in job["variants"]]
@@ -84,36 +87,33 @@ def _ort_on_torch_export(model, x, job):
     import torch
 
     path = os.path.join(job["cache"], f"torch_{model.config.embed_dims[-1]}_{tuple(x.shape)}.onnx")
+    from keras_swiftformer.io import atomic_path
+
     if not os.path.exists(path):
-        temporary = path + ".partial"
-        with torch.no_grad():
+        with torch.no_grad(), atomic_path(path) as temporary:
             # The TorchScript exporter: the dynamo one needs onnxscript, which no other part uses.
             torch.onnx.export(model, (x,), temporary, dynamo=False, input_names=["pixel_values"],
                               output_names=["logits"], opset_version=17)
-        os.replace(temporary, path)
-    session = _ort_session(path, job["threads"])
-    feed = {"pixel_values": x.numpy()}
-    return lambda _: session.run(None, feed)
+    return _file_call(path, x.numpy(), job["threads"])
 
 
-def _ort_session(path, threads):
-    import onnxruntime as ort
+def _file_call(path, x, threads):
+    """The call to time for an exported file: the runtime's invoke on a prepared input."""
+    from keras_swiftformer.export.runtime import ONNXRuntime, TFLiteRuntime
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    # Idle ORT threads spin by default and would steal the next runtime's cores.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    # Idle ONNX Runtime threads spin by default and would steal the next runtime's cores.
+    runtime = ONNXRuntime(path, threads, spinning=False) if path.endswith(".onnx") else TFLiteRuntime(path, threads)
+    prepared = runtime.prepare(x)
+    return lambda *_: runtime.invoke(prepared)
 
 
 # ------------------------------------------------------------------ Keras on its three backends
 
 
 def _keras_model(variant):
-    import keras_swiftformer
+    from keras_swiftformer.models import build_variant
 
-    return getattr(keras_swiftformer, f"SwiftFormer{variant}")(weights=None)
+    return build_variant(variant, weights=None)
 
 
 def _keras_runner(model, x, runtime):
@@ -178,7 +178,7 @@ def run_keras(job):
 
 def export_files(job):
     """TFLite float32/int8 and ONNX files of each variant (TensorFlow backend), cached."""
-    from conversion.export import export_onnx, export_tflite
+    from keras_swiftformer.export import export_onnx, export_tflite
 
     written = {}
     calibration = _images(8, job["sizes"][0])
@@ -204,35 +204,11 @@ def run_files(job):
     for variant in job["variants"]:
         path = job["files"][f"{variant}/{job['kind']}"]
         for size in job["sizes"]:
-            x = _images(1, size)
-            if path.endswith(".onnx"):
-                session = _ort_session(path, job["threads"])
-                name = session.get_inputs()[0].name
-                runner = lambda: session.run(None, {name: x})  # noqa: E731
-            else:
-                runner = _tflite_runner(path, x, job["threads"])
+            runner = _file_call(path, _images(1, size), job["threads"])
             rows.append(_row(job, variant, 1, size, time_call(runner, **job["timing"]),
                              file_mb=os.path.getsize(path) / 1e6))
             print(json.dumps(rows[-1]), flush=True)
     return rows
-
-
-def _tflite_runner(path, x, threads):
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=path, num_threads=threads)  # XNNPACK by default
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    if inp["dtype"] != np.float32:
-        scale, zero = inp["quantization"]
-        x = np.clip(np.round(x / scale + zero), -128, 127).astype(inp["dtype"])
-
-    def call():
-        interpreter.set_tensor(inp["index"], x)
-        interpreter.invoke()
-        return interpreter.get_tensor(out["index"])
-
-    return call
 
 
 RUNNERS = {"macs": count_macs, "torch": run_torch, "keras": run_keras, "export": export_files, "files": run_files}
@@ -243,10 +219,9 @@ def main(job_path, result_path):
         job = json.load(file)
     pin_threads(job["threads"])
     rows = RUNNERS[job["worker"]](job)
-    temporary = result_path + ".partial"
-    with open(temporary, "w") as file:
+    # Read by the parent only after this process has exited successfully.
+    with open(result_path, "w") as file:
         json.dump(rows, file)
-    os.replace(temporary, result_path)
 
 
 if __name__ == "__main__":

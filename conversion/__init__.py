@@ -1,24 +1,10 @@
-"""Conversion of SwiftFormer weights: PyTorch checkpoints -> Keras.
+"""The repository's conversion tools (not shipped in the wheel; they import the library).
 
-`python -m conversion --help` for the command line.
+* `python -m conversion convert|export ...`: the library's `swiftformer` command from a clone;
+* `official_model`: the official PyTorch model (transformers' port with the current release's
+  attention), which the tests, the benchmarks and conversion checks compare against.
+
+The conversion and export code itself is the library's: `keras_swiftformer.convert`
+(`convert_checkpoint`, `fetch_weights`), `keras_swiftformer.weights` (reading and porting
+checkpoints) and `keras_swiftformer.export` (`export_tflite`, `export_onnx`, `verify`).
 """
-
-from conversion.checkpoint import (
-    CheckpointError,
-    infer_architecture,
-    read_checkpoint,
-    to_official_keys,
-)
-from conversion.convert import convert_checkpoint, default_attention_pooling
-from conversion.port import model_pairs, port_state_dict
-
-__all__ = [
-    "CheckpointError",
-    "convert_checkpoint",
-    "default_attention_pooling",
-    "infer_architecture",
-    "model_pairs",
-    "port_state_dict",
-    "read_checkpoint",
-    "to_official_keys",
-]

@@ -16,7 +16,7 @@ import tempfile
 import numpy as np
 
 import keras_swiftformer
-from conversion.export import export_tflite, verify
+from keras_swiftformer.export import export_tflite, verify
 from keras_swiftformer.preprocessing import load_image, preprocess_input
 
 FLAVOURS = [
@@ -56,7 +56,7 @@ def main():
         if args.segmenter:
             model = keras_swiftformer.SwiftFormerSegmenter(variant, num_classes=150, backbone_weights=args.weights)
         else:
-            model = getattr(keras_swiftformer, f"SwiftFormer{variant}")(weights=args.weights)
+            model = keras_swiftformer.build_variant(variant, weights=args.weights)
         for flavour, options in flavours:
             options = {**options, "input_size": size}
             kind = "semantic_fpn" if args.segmenter else ""

@@ -32,9 +32,10 @@ def main():
     parser.add_argument("--attention-pooling", choices=["normalize", "softmax_v1"])
     args = parser.parse_args()
 
-    builder = getattr(keras_swiftformer, f"SwiftFormer{args.variant}")
     start = time.time()
-    model = builder(weights=args.checkpoint, attention_pooling=args.attention_pooling)
+    model = keras_swiftformer.build_variant(
+        args.variant, weights=args.checkpoint, attention_pooling=args.attention_pooling
+    )
     print(f"Built {model.name} on the {keras.backend.backend()} backend in {time.time() - start:.1f}s")
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
     print(f"  {trainable / 1e6:.2f}M trainable parameters (paper: "

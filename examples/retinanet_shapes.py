@@ -15,7 +15,6 @@ import json
 import os
 
 import numpy as np
-
 from make_shapes_dataset import CLASS_NAMES, _photos, make_example
 
 MAX_BOXES = 4

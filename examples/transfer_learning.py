@@ -6,7 +6,7 @@ import keras
 import tensorflow_datasets as tfds
 
 import keras_swiftformer
-from training.data import evaluation_transform, normalize
+from keras_swiftformer.training.data import evaluation_transform, normalize
 
 train, val = tfds.load("tf_flowers", split=["train[:90%]", "train[90%:]"], as_supervised=True)
 prepare = lambda image, label: (normalize(evaluation_transform(keras.ops.cast(image, "float32"), 224)), label)  # noqa: E731

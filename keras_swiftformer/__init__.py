@@ -1,20 +1,21 @@
 """keras-swiftformer: SwiftFormer (ICCV 2023) for Keras 3 on TensorFlow, JAX and PyTorch."""
 
 from keras_swiftformer import layers
-from keras_swiftformer.preprocessing import decode_predictions, load_image, preprocess_input
 from keras_swiftformer.models import (
     VARIANTS,
     SwiftFormer,
     SwiftFormerBackbone,
-    SwiftFormerSegmenter,
     SwiftFormerL1,
     SwiftFormerL3,
     SwiftFormerS,
+    SwiftFormerSegmenter,
     SwiftFormerXS,
+    build_variant,
     stage_feature_model,
 )
+from keras_swiftformer.preprocessing import decode_predictions, load_image, preprocess_input
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
 
 __all__ = [
     "VARIANTS",
@@ -28,6 +29,7 @@ __all__ = [
     "SwiftFormerL3",
     "SwiftFormerS",
     "SwiftFormerXS",
+    "build_variant",
     "layers",
     "stage_feature_model",
 ]

@@ -1,5 +1,8 @@
+"""`python -m keras_swiftformer ...`: the `swiftformer` command."""
+
 import sys
 
 from keras_swiftformer.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,41 +1,94 @@
-"""`swiftformer predict IMAGE... --model L1 [--weights imagenet] [--top 5]`."""
+"""The `swiftformer` command (also `python -m keras_swiftformer`):
+
+    swiftformer predict IMAGE... [--model L1] [--weights imagenet] [--top 5]
+    swiftformer convert SRC -o OUT.weights.h5 [--variant L1] [--attention-pooling ...]
+    swiftformer export --model L1 --weights imagenet --format tflite --quantize int8 \\
+        --calibration DIR -o l1_int8.tflite [--edgetpu]
+"""
 
 import argparse
 import os
 import sys
 
+import keras
+import numpy as np
 
-def _parser():
-    parser = argparse.ArgumentParser(prog="swiftformer", description="SwiftFormer for Keras 3.")
+from keras_swiftformer.convert import convert_checkpoint
+from keras_swiftformer.export import (
+    ExportError,
+    calibration_array,
+    export_onnx,
+    export_tflite,
+    format_report,
+    verify,
+)
+from keras_swiftformer.models import build_variant
+from keras_swiftformer.optional import MissingDependencyError
+from keras_swiftformer.preprocessing import decode_predictions, load_image, preprocess_input
+from keras_swiftformer.variants import get_variant
+from keras_swiftformer.weights import CheckpointError, WeightsDownloadError
+
+# What a command reports as "error: ..." with exit code 1 instead of a traceback.
+USER_ERRORS = (
+    ValueError, FileNotFoundError, MissingDependencyError, WeightsDownloadError, CheckpointError,
+    ExportError,
+)
+WEIGHTS_HELP = "imagenet, imagenet_v1, or a .weights.h5/.keras/.pth/.safetensors/.bin path"
+
+
+def _parser(prog):
+    parser = argparse.ArgumentParser(prog=prog, description="SwiftFormer for Keras 3.")
     commands = parser.add_subparsers(dest="command", required=True)
+
     predict = commands.add_parser("predict", help="classify images with an ImageNet-1k model")
     predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
     predict.add_argument("--model", default="L1", help="XS, S, L1 or L3 (default: L1)")
     predict.add_argument(
-        "--weights",
-        default="imagenet",
+        "--weights", default="imagenet",
         help="imagenet (current official release, default), imagenet_v1 (first release, "
         "Hugging Face Hub), or a .weights.h5/.keras/.pth/.safetensors/.bin path",
     )
     predict.add_argument("--top", type=int, default=5, help="classes to print per image")
     predict.add_argument("--image-size", type=int, default=224)
+
+    convert = commands.add_parser(
+        "convert",
+        help="PyTorch checkpoint (official .pth, transformers .safetensors/.bin) -> .weights.h5",
+    )
+    convert.add_argument("source", help="checkpoint file or transformers model folder")
+    convert.add_argument("-o", "--output", required=True, help="output .weights.h5 path")
+    convert.add_argument("--variant", help="XS, S, L1 or L3 (default: inferred from shapes)")
+    convert.add_argument(
+        "--attention-pooling",
+        choices=["normalize", "softmax_v1"],
+        help="normalize: current official release; softmax_v1: first release and Hugging Face "
+        "Hub checkpoints (default: inferred from the checkpoint's layout)",
+    )
+
+    export = commands.add_parser("export", help="Keras SwiftFormer -> TFLite or ONNX, verified")
+    export.add_argument("--model", required=True, help="XS, S, L1 or L3")
+    export.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
+    export.add_argument("--format", choices=["tflite", "onnx"], default="tflite")
+    export.add_argument("--quantize", choices=["float32", "float16", "dynamic", "int8"], default="float32")
+    export.add_argument("--calibration", help="folder of images or tfds dataset name (int8)")
+    export.add_argument("--num-calibration", type=int, default=200)
+    export.add_argument("--edgetpu", action="store_true", help="Edge TPU-compatible full-int8 graph")
+    export.add_argument("--include-preprocessing", action="store_true", default=None,
+                        help="fold the ImageNet normalisation in: the file takes [0, 255] pixels")
+    export.add_argument("--io-dtype", choices=["int8", "uint8", "float32"])
+    export.add_argument("--input-size", type=int, default=224)
+    export.add_argument("--dynamic-axes", action="store_true", help="ONNX: free batch and size")
+    export.add_argument("-o", "--output", required=True)
     return parser
 
 
 def predict(args):
-    import keras
-    import numpy as np
-
-    import keras_swiftformer
-    from keras_swiftformer.models.variants import get_variant
-    from keras_swiftformer.preprocessing import decode_predictions, load_image
-
     variant, _ = get_variant(args.model)
     missing = [path for path in args.images if not os.path.isfile(path)]
     if missing:
         raise FileNotFoundError(f"Image(s) not found: {', '.join(missing)}")
     images = np.stack([load_image(path, args.image_size) for path in args.images])
-    model = getattr(keras_swiftformer, f"SwiftFormer{variant}")(weights=args.weights)
+    model = build_variant(variant, weights=args.weights)
     if model.output.shape[-1] != 1000:
         raise ValueError(
             f"`predict` names ImageNet-1k classes, but these weights have "
@@ -51,14 +104,59 @@ def predict(args):
     return 0
 
 
-def main(argv=None):
-    args = _parser().parse_args(argv)
-    from keras_swiftformer.optional import MissingDependencyError
-    from keras_swiftformer.pretrained import WeightsDownloadError
+def convert(args):
+    model = convert_checkpoint(
+        args.source, output=args.output, variant=args.variant,
+        attention_pooling=args.attention_pooling,
+    )
+    print(f"Wrote {os.path.abspath(args.output)}: {model.name}, {model.count_params():,} parameters.")
+    return 0
 
+
+def export(args):
+    model = build_variant(args.model, weights=args.weights)
+    if args.format == "onnx":
+        result = export_onnx(model, args.output, input_size=args.input_size, dynamic_axes=args.dynamic_axes)
+        print(f"Wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB, opset {result['opset']}).")
+    else:
+        result = export_tflite(
+            model, args.output, quantization=args.quantize, representative_data=args.calibration,
+            input_size=args.input_size, edgetpu=args.edgetpu,
+            include_preprocessing=args.include_preprocessing, io_dtype=args.io_dtype,
+            num_calibration=args.num_calibration,
+        )
+        print(f"Wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB) and {result['sidecar']}.")
+        print(format_report(result["ops"]))
+        compiled = result.get("edgetpu_compiler")
+        if args.edgetpu and compiled is None:
+            print("edgetpu_compiler is not on PATH: the file was checked against the Edge TPU "
+                  "operator table only (see the README to compile it).")
+        elif compiled is not None:
+            print(f"edgetpu_compiler (exit {compiled['returncode']}): {compiled['ops_on_edgetpu']} "
+                  f"operations on the Edge TPU, {compiled['ops_on_cpu']} on the CPU.")
+    # Verification on real pixels where a calibration folder is at hand, else random ones.
+    if args.calibration and os.path.isdir(args.calibration):
+        pixels = calibration_array(args.calibration, 16, args.input_size, include_preprocessing=True)
+    else:
+        pixels = np.random.RandomState(0).uniform(0, 255, (8, args.input_size, args.input_size, 3)).astype("float32")
+    folded = bool(result.get("include_preprocessing"))
+    report = verify(args.output, model, pixels if folded else preprocess_input(pixels))
+    print(
+        f"Verification against Keras on {len(pixels)} images: max |diff| {report['max_abs_diff']:.3g}, "
+        f"cosine {report['cosine']:.5f}, top-1 agreement {report['top1_agreement']:.1%}, "
+        f"latency {report['latency_ms']:.1f} ms (Keras {report['keras_latency_ms']:.1f} ms)"
+    )
+    return 0
+
+
+COMMANDS = {"predict": predict, "convert": convert, "export": export}
+
+
+def main(argv=None, prog="swiftformer"):
+    args = _parser(prog).parse_args(argv)
     try:
-        return predict(args)
-    except (ValueError, FileNotFoundError, MissingDependencyError, WeightsDownloadError) as error:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

@@ -1,6 +1,7 @@
 """Imports of optional heavy dependencies, with a message naming the extra that brings each."""
 
 import importlib
+import importlib.util
 
 # module -> (pip extra of keras-swiftformer, what needs it)
 _EXTRAS = {
@@ -16,6 +17,7 @@ _EXTRAS = {
     "ai_edge_litert.schema_py_generated": ("export", "reading .tflite files"),
     "tensorflow_datasets": ("tfds", "calibrating or training on tensorflow-datasets"),
     "matplotlib": ("training", "plotting learning curves"),
+    "h5py": (None, "Keras weights files"),  # a dependency of keras itself
 }
 
 
@@ -23,20 +25,32 @@ class MissingDependencyError(ImportError):
     """An optional dependency needed for the requested operation is not installed."""
 
 
-def require(module_name, purpose=None):
-    """Imports `module_name` or raises `MissingDependencyError` saying what to install."""
+def _missing(module_name, purpose, error=None, extra=None):
+    default_extra, default_purpose = _EXTRAS.get(module_name, (None, None))
+    extra = extra or default_extra
+    purpose = purpose or default_purpose or "this operation"
+    hint = f"pip install 'keras-swiftformer[{extra}]'" if extra else f"pip install {module_name}"
+    if module_name == "torch":
+        # Any other torch spec pulls several GB of CUDA wheels on machines without a GPU.
+        hint += " (or: pip install torch==2.13.0 for the CPU build)"
+    cause = f" (Original error: {error})" if error is not None else ""
+    return MissingDependencyError(
+        f"`{module_name}` is required for {purpose} but is not installed. "
+        f"Install it with: {hint}.{cause}"
+    )
+
+
+def require(module_name, purpose=None, extra=None):
+    """Imports `module_name` or raises `MissingDependencyError` saying what to install
+    (`extra`: the keras-swiftformer extra to name, default the module's own)."""
     try:
         return importlib.import_module(module_name)
     except ImportError as error:
-        extra, default_purpose = _EXTRAS.get(module_name, (None, None))
-        purpose = purpose or default_purpose or "this operation"
-        hint = (
-            f"pip install 'keras-swiftformer[{extra}]'" if extra else f"pip install {module_name}"
-        )
-        if module_name == "torch":
-            # Any other torch spec pulls several GB of CUDA wheels on machines without a GPU.
-            hint += " (or: pip install torch==2.13.0 for the CPU build)"
-        raise MissingDependencyError(
-            f"`{module_name}` is required for {purpose} but is not installed. "
-            f"Install it with: {hint}. (Original error: {error})"
-        ) from error
+        raise _missing(module_name, purpose, error, extra) from error
+
+
+def require_installed(module_name, purpose=None, extra=None):
+    """Checks that `module_name` is installed without importing it (for work that a
+    subprocess will do), or raises `MissingDependencyError` saying what to install."""
+    if importlib.util.find_spec(module_name.split(".")[0]) is None:
+        raise _missing(module_name, purpose, extra=extra)

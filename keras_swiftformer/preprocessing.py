@@ -14,9 +14,14 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_swiftformer.optional import require
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_IMAGE_SIZE = 224
+# Image files the library reads (with Pillow), wherever it looks in a folder: calibration,
+# training and segmentation images.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _CLASSES_FILE = os.path.join(os.path.dirname(__file__), "data", "imagenet_classes.tsv")
 
 
@@ -65,8 +70,6 @@ def load_image(path_or_image, image_size=DEFAULT_IMAGE_SIZE, normalize=True):
     Returns:
         float32 array (image_size, image_size, 3).
     """
-    from keras_swiftformer.optional import require
-
     Image = require("PIL.Image", "loading and resizing images")
     if isinstance(path_or_image, np.ndarray):
         image = Image.fromarray(np.asarray(path_or_image, "uint8"))

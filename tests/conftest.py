@@ -22,6 +22,6 @@ def golden():
     from helpers import GOLDEN_PATH
 
     if not os.path.exists(GOLDEN_PATH):
-        pytest.fail(f"Golden fixture missing: {GOLDEN_PATH}. Run python tests/golden/make_golden.py")
+        pytest.fail(f"Golden fixture missing: {GOLDEN_PATH}. Run: PYTHONPATH=tests .venv/bin/python -m golden_fixture")
     with np.load(GOLDEN_PATH) as data:
         return {key: data[key] for key in data.files}

@@ -17,6 +17,15 @@ RELEASES = ("normalize", "softmax_v1")
 LOGIT_TOLERANCE = 1e-4
 
 
+def subprocess_environment(**variables):
+    """os.environ for a Python subprocess that imports what the tests import (the repository's
+    tools, the test helpers and the examples), plus `variables`."""
+    paths = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "examples")]
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths), **variables)
+
+
 def optional(module_name):
     """Imports an optional test dependency, or skips; in CI (KSF_REQUIRE_ALL=1) a missing one
     fails instead, so the default run cannot silently drop a capability."""

@@ -15,7 +15,7 @@ from transformers.models.swiftformer.modeling_swiftformer import (
     SwiftFormerEfficientAdditiveAttention,
 )
 
-from benchmarks.official_model import current_release_attention  # the official formula
+from conversion.official_model import current_release_attention  # the official formula
 
 
 @torch.no_grad()
@@ -33,7 +33,7 @@ def randomise(model, seed):
     def uniform(shape, low, high):
         return low + (high - low) * torch.rand(shape, generator=generator)
 
-    for name, module in model.named_modules():
+    for _, module in model.named_modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
             fan_in = module.weight[0].numel()
             module.weight.copy_(normal(module.weight.shape, fan_in**-0.5))

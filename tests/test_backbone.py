@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-
 from helpers import TINY, assert_stage_close, optional, random_images, to_numpy
-from keras_swiftformer import SwiftFormerBackbone, VARIANTS
+
+from keras_swiftformer import VARIANTS, SwiftFormerBackbone
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -22,8 +22,9 @@ def test_pyramid_shapes(variant):
 def test_pyramid_equals_the_reference_stage_outputs(tmp_path):
     optional("torch")
     optional("transformers")
-    from conversion import convert_checkpoint
     from reference import build_reference, official_state_dict, run_reference
+
+    from keras_swiftformer.convert import convert_checkpoint
 
     reference = build_reference(TINY["depths"], TINY["widths"], TINY["classes"], "normalize", seed=3)
     images = random_images((2, 64, 96, 3), seed=8)

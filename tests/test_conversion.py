@@ -5,19 +5,21 @@ import pickle
 
 import numpy as np
 import pytest
+from helpers import LOGIT_TOLERANCE, TINY, optional, to_numpy
 
-from conversion import CheckpointError, convert_checkpoint, infer_architecture, to_official_keys
-from conversion.__main__ import main as cli
-from helpers import LOGIT_TOLERANCE, TINY, optional, tiny_model, to_numpy
+from keras_swiftformer.cli import main as cli
+from keras_swiftformer.convert import convert_checkpoint
+from keras_swiftformer.weights import CheckpointError, infer_architecture, to_official_keys
 
 torch = optional("torch")
 optional("transformers")
 safetensors_torch = optional("safetensors.torch")
 
+from reference import build_reference, official_state_dict, run_reference  # noqa: E402
+
 from keras_swiftformer import SwiftFormer, SwiftFormerXS  # noqa: E402
 from keras_swiftformer.optional import MissingDependencyError  # noqa: E402
 from keras_swiftformer.weights import read_metadata  # noqa: E402
-from reference import build_reference, official_state_dict, run_reference  # noqa: E402
 
 IMAGES = np.random.RandomState(3).uniform(-2, 2, (2, 48, 80, 3)).astype("float32")
 

@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from helpers import BACKEND, ROOT, optional, tiny_model
 
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -28,13 +27,12 @@ def test_quickstart_runs():
 def test_transfer_learning_example(tmp_path, monkeypatch):
     tfds = optional("tensorflow_datasets")
     optional("torch")
-    from keras_swiftformer.pretrained import PRETRAINED_WEIGHTS  # noqa: F401
-
     # The pretrained XS weights from a local mirror (random weights, converted as a .pth).
     import torch
-
     from reference import build_reference, official_state_dict
+
     from keras_swiftformer.models import VARIANTS
+    from keras_swiftformer.weights import PRETRAINED_WEIGHTS  # noqa: F401
 
     spec = VARIANTS["XS"]
     mirror = tmp_path / "mirror"
@@ -51,7 +49,7 @@ def test_transfer_learning_example(tmp_path, monkeypatch):
 
 def test_coral_example_runs_on_cpu(tmp_path):
     optional("ai_edge_litert")
-    from conversion.export import export_tflite
+    from keras_swiftformer.export import export_tflite
 
     model = tiny_model(input_shape=(32, 32, 3), classes=1000)
     pixels = np.random.RandomState(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")

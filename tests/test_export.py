@@ -6,7 +6,6 @@ import os
 import keras
 import numpy as np
 import pytest
-
 from helpers import BACKEND, optional, random_images, randomise_weights, tiny_model, to_numpy
 
 optional("tensorflow")
@@ -14,10 +13,10 @@ optional("tf2onnx")
 optional("onnxruntime")
 optional("ai_edge_litert")
 
-from conversion.__main__ import main as cli  # noqa: E402
-from conversion.export import ExportError, export_onnx, export_tflite, run_file, verify  # noqa: E402
-from conversion.tflite_report import io_details, op_report, read_operators  # noqa: E402
 from keras_swiftformer import SwiftFormer, SwiftFormerS, SwiftFormerXS  # noqa: E402
+from keras_swiftformer.cli import main as cli  # noqa: E402
+from keras_swiftformer.export import export_onnx, export_tflite, run_file, verify  # noqa: E402
+from keras_swiftformer.export.report import io_details, op_report, read_operators  # noqa: E402
 from keras_swiftformer.layers import exact_gelu  # noqa: E402
 from keras_swiftformer.layers.numerics import edgetpu_gelu  # noqa: E402
 from keras_swiftformer.optional import MissingDependencyError  # noqa: E402
@@ -27,7 +26,7 @@ FLOAT_TOLERANCE = 1e-4
 
 
 def model_depths(model):
-    from conversion.deploy import architecture
+    from keras_swiftformer.export.deploy import architecture
 
     return architecture(model)["depths"]
 

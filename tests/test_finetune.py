@@ -11,14 +11,14 @@ import warnings
 import keras
 import numpy as np
 import pytest
-
-from helpers import BACKEND, ROOT, optional, tiny_model, to_numpy
+from helpers import BACKEND, optional, subprocess_environment, tiny_model, to_numpy
 
 optional("tensorflow")
 optional("PIL")
 optional("matplotlib")
 
-from training import Augmentation, DatasetError, Recipe, finetune  # noqa: E402
+from keras_swiftformer.training import Augmentation, DatasetError, Recipe  # noqa: E402
+from training.finetune import finetune  # noqa: E402
 from training.finetune import main as cli  # noqa: E402
 
 PLAIN = Augmentation(random_resized_crop=False, horizontal_flip=True, randaugment=False,
@@ -197,8 +197,7 @@ def test_command_line(small_digits, tmp_path, capsys):
 
 
 _DATA_PARALLEL = r"""
-import os, sys, json
-sys.path[:0] = [{root!r}, {tests!r}]
+import os, json
 backend = os.environ["KERAS_BACKEND"]
 if backend == "tensorflow":
     import tensorflow as tf
@@ -216,8 +215,8 @@ print(json.dumps({{"devices": devices, "val_top1": metrics["val_top1"]}}))
 
 @pytest.mark.skipif(BACKEND == "torch", reason="Keras' PyTorch backend has no data-parallel fit (error tested above)")
 def test_data_parallel_on_two_virtual_devices(small_digits, tmp_path):
-    script = _DATA_PARALLEL.format(root=ROOT, tests=os.path.join(ROOT, "tests"), folder=small_digits, output=str(tmp_path / "dp"))
-    environment = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    script = _DATA_PARALLEL.format(folder=small_digits, output=str(tmp_path / "dp"))
+    environment = subprocess_environment(XLA_FLAGS="--xla_force_host_platform_device_count=2")
     result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])

@@ -3,10 +3,11 @@ with or without torch installed."""
 
 import numpy as np
 import pytest
-
-from conversion import convert_checkpoint, port_state_dict
 from helpers import LOGIT_TOLERANCE, RELEASES, TINY, assert_stage_close, tiny_model, to_numpy
+
 from keras_swiftformer import stage_feature_model
+from keras_swiftformer.convert import convert_checkpoint
+from keras_swiftformer.weights import port_state_dict
 
 
 def _state(golden):

@@ -5,8 +5,8 @@ import math
 import keras
 import numpy as np
 import pytest
-
 from helpers import to_numpy
+
 from keras_swiftformer import layers as ksl
 
 

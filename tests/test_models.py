@@ -3,23 +3,23 @@
 import keras
 import numpy as np
 import pytest
+from helpers import TINY, random_images, tiny_model, to_numpy
 
 import keras_swiftformer
-from helpers import TINY, random_images, tiny_model, to_numpy
 from keras_swiftformer import VARIANTS, SwiftFormer, stage_feature_model
 from keras_swiftformer.models.swiftformer import drop_path_rates
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_parameter_counts_match_the_paper(variant):
-    model = getattr(keras_swiftformer, f"SwiftFormer{variant}")()
+    model = keras_swiftformer.build_variant(variant)
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
     assert round(trainable / 1e6, 1) == VARIANTS[variant]["paper"]["params_m"]
     assert model.name == f"swiftformer_{variant.lower()}"
     # Widths and depths as the table says.
     stages = [layer.output.shape[-1] for layer in keras_swiftformer.models.stage_output_layers(model)]
     assert tuple(stages) == VARIANTS[variant]["widths"]
-    blocks = [sum(1 for l in model.layers if l.name.startswith(f"stage{i}_")) for i in range(4)]
+    blocks = [sum(1 for layer in model.layers if layer.name.startswith(f"stage{i}_")) for i in range(4)]
     assert tuple(blocks) == VARIANTS[variant]["depths"]
 
 
@@ -55,7 +55,7 @@ def test_include_top_false_and_pooling():
     for model in (feature_map, avg, maxed):
         for target, source in zip(model.weights, full.weights):
             target.assign(source)
-        assert not any(l.name in ("head", "dist_head") for l in model.layers)
+        assert not any(layer.name in ("head", "dist_head") for layer in model.layers)
     fmap = to_numpy(feature_map(images, training=False))
     assert fmap.shape == (2, 2, 3, TINY["widths"][-1])
     np.testing.assert_allclose(to_numpy(avg(images, training=False)), fmap.mean(axis=(1, 2)), atol=1e-5)
@@ -72,7 +72,7 @@ def test_classifier_activation_and_distillation_switch():
     probabilities = to_numpy(tiny_model(classifier_activation="softmax")(images, training=False))
     np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, rtol=1e-5)
     single = tiny_model(distillation=False)
-    assert "dist_head" not in [l.name for l in single.layers]
+    assert "dist_head" not in [layer.name for layer in single.layers]
     assert tuple(single(images, training=False).shape) == (3, TINY["classes"])
 
 

@@ -3,9 +3,7 @@ attention, for every variant, on random weights and buffers."""
 
 import numpy as np
 import pytest
-
 from helpers import (
-    GOLDEN_PATH,
     LOGIT_TOLERANCE,
     RELEASES,
     assert_stage_close,
@@ -17,10 +15,12 @@ from helpers import (
 optional("torch")
 optional("transformers")
 
-from conversion import convert_checkpoint  # noqa: E402
-from keras_swiftformer import stage_feature_model  # noqa: E402
-from keras_swiftformer.models import VARIANTS  # noqa: E402
+from golden_fixture import make_golden  # noqa: E402
 from reference import build_reference, run_reference  # noqa: E402
+
+from keras_swiftformer import stage_feature_model  # noqa: E402
+from keras_swiftformer.convert import convert_checkpoint  # noqa: E402
+from keras_swiftformer.models import VARIANTS  # noqa: E402
 
 # 224x224 as in the paper, and a non-square size whose sides are not multiples of 32.
 INPUTS = {"224x224": (1, 224, 224, 3), "200x264": (2, 200, 264, 3)}
@@ -48,11 +48,6 @@ def test_variant_matches_reference(variant, release):
 
 def test_golden_fixture_is_reproducible(golden):
     """The committed fixture is what the reference produces today."""
-    import sys
-
-    sys.path.insert(0, str(__import__("os").path.dirname(GOLDEN_PATH)))
-    from make_golden import make_golden
-
     fresh = make_golden()
     assert sorted(fresh) == sorted(golden)
     for key, value in fresh.items():

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from helpers import optional, to_numpy
+
 from keras_swiftformer.preprocessing import (
     decode_predictions,
     imagenet_classes,

@@ -8,25 +8,26 @@ import sys
 
 import numpy as np
 import pytest
-
 from helpers import BACKEND, LOGIT_TOLERANCE, ROOT, optional, to_numpy
 
 torch = optional("torch")
 optional("transformers")
 safetensors_torch = optional("safetensors.torch")
 
-import keras_swiftformer  # noqa: E402
 from fake_hosts import FakeHosts  # noqa: E402
+from reference import build_reference, official_state_dict, run_reference  # noqa: E402
+
+import keras_swiftformer  # noqa: E402
 from keras_swiftformer.cli import main as cli  # noqa: E402
+from keras_swiftformer.convert import fetch_weights  # noqa: E402
 from keras_swiftformer.models import VARIANTS  # noqa: E402
-from keras_swiftformer.pretrained import (  # noqa: E402
+from keras_swiftformer.weights import pretrained, sources  # noqa: E402
+from keras_swiftformer.weights.pretrained import (  # noqa: E402
     PRETRAINED_WEIGHTS,
     WeightsDownloadError,
     cache_dir,
     cached_path,
-    fetch_weights,
 )
-from reference import build_reference, official_state_dict, run_reference  # noqa: E402
 
 XS_ID = PRETRAINED_WEIGHTS["imagenet"]["variants"]["XS"]["id"]
 HUB = "MBZUAI/swiftformer-xs/resolve/main/"
@@ -79,14 +80,11 @@ def test_imagenet_from_drive_then_from_cache(hosts, checkpoints, monkeypatch):
     assert [p.split("?")[0] for p in hosts.requests] == ["/uc", "/download"]  # confirmation step
     assert _cache_contents() == ["swiftformer_xs_imagenet.weights.h5"]
     # Second call: no network, no checkpoint reading (so no torch), identical outputs.
-    import conversion.checkpoint
-    import conversion.convert
-
     def must_not_run(*args):
         raise AssertionError("the cached weights should have been used")
 
-    monkeypatch.setattr(conversion.checkpoint, "read_checkpoint", must_not_run)
-    monkeypatch.setattr(conversion.convert, "read_checkpoint", must_not_run)
+    monkeypatch.setattr(pretrained, "read_checkpoint", must_not_run)
+    monkeypatch.setattr(sources, "read_checkpoint", must_not_run)
     if BACKEND != "torch":  # the torch backend itself needs torch
         monkeypatch.setitem(sys.modules, "torch", None)
     again = keras_swiftformer.SwiftFormerXS(weights="imagenet")

@@ -3,20 +3,16 @@ scene_parse150 and folder pipelines, int8/Edge TPU export, bad inputs."""
 
 import json
 import os
-import sys
 
 import keras
 import numpy as np
 import pytest
-
 from helpers import BACKEND, TINY, optional, random_images, to_numpy
+from make_shapes_dataset import CLASS_NAMES, make_shapes_dataset
+
 from keras_swiftformer import SwiftFormerSegmenter
 from keras_swiftformer.layers import GroupNormalization, Upsample
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
-from make_shapes_dataset import CLASS_NAMES, make_shapes_dataset  # noqa: E402
-
-from training.data import DatasetError  # noqa: E402
+from keras_swiftformer.training import DatasetError
 
 SIZE = 64  # the shapes set's side; the tiny segmenter's crop
 MIOU_THRESHOLD = 0.42
@@ -146,10 +142,9 @@ def test_int8_and_edgetpu_segmenter_agree_with_float(trained, shapes_folder, tmp
     if BACKEND != "tensorflow":
         pytest.skip("export is exercised from the TensorFlow session (other backends: test_export)")
     optional("ai_edge_litert")
-    from conversion.export import export_tflite, verify
+    from keras_swiftformer.export import export_tflite, verify
     from keras_swiftformer.preprocessing import IMAGENET_MEAN, IMAGENET_STD
-    from training.segment import load_segmentation_datasets
-    from training.segmentation_data import make_segmentation_pipeline
+    from keras_swiftformer.training import load_segmentation_datasets, make_segmentation_pipeline
 
     output, _ = trained
     model = keras.saving.load_model(os.path.join(output, "final.keras"))
@@ -249,8 +244,8 @@ def test_bare_backbone_exports_its_pyramid(tmp_path):
     optional("ai_edge_litert")
     from ai_edge_litert.interpreter import Interpreter
 
-    from conversion.export import export_tflite
     from keras_swiftformer import SwiftFormerBackbone
+    from keras_swiftformer.export import export_tflite
 
     backbone = SwiftFormerBackbone(depths=TINY["depths"], widths=TINY["widths"], feature_norm=True)
     images = random_images((1, 64, 96, 3), seed=4)

@@ -1,15 +1,13 @@
 """Saving and loading: .keras files, weights files, and weights moved between backends."""
 
 import json
-import os
 import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
-
-from helpers import BACKEND, ROOT, TINY, random_images, randomise_weights, tiny_model, to_numpy
+from helpers import BACKEND, TINY, random_images, randomise_weights, subprocess_environment, tiny_model, to_numpy
 
 IMAGES = random_images((2, 40, 56, 3), seed=11)
 
@@ -47,9 +45,7 @@ def test_plain_weights_file_round_trip(tmp_path):
 _OTHER_BACKEND = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}
 
 _LOAD_SCRIPT = """
-import json, sys
 import numpy as np
-sys.path[:0] = [{root!r}, {tests!r}]
 from helpers import tiny_model, to_numpy
 model = tiny_model(weights={weights!r})
 np.save({output!r}, to_numpy(model(np.load({images!r}), training=False)))
@@ -65,10 +61,8 @@ def test_weights_move_between_backends(tmp_path):
     model.save_weights(weights)
     np.save(images, IMAGES)
     other = _OTHER_BACKEND[BACKEND]
-    script = _LOAD_SCRIPT.format(
-        root=ROOT, tests=os.path.join(ROOT, "tests"), weights=weights, images=images, output=output
-    )
-    environment = dict(os.environ, KERAS_BACKEND=other)
+    script = _LOAD_SCRIPT.format(weights=weights, images=images, output=output)
+    environment = subprocess_environment(KERAS_BACKEND=other)
     result = subprocess.run(
         [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=300
     )

@@ -3,8 +3,8 @@ and `model.fit` runs."""
 
 import keras
 import numpy as np
-
 from helpers import gradients, random_images, tiny_model, to_numpy
+
 from keras_swiftformer.layers.primitives import batch_norm
 
 LABELS = np.array([0, 3, 7, 9], "int32")
@@ -36,7 +36,7 @@ def test_batch_norm_matches_pytorch_defaults():
     np.testing.assert_allclose(to_numpy(layer.moving_mean), 0.1 * x.mean(axis=(0, 1, 2)), rtol=1e-4)
     assert layer.epsilon == 1e-5
     model = tiny_model()
-    norms = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
     # stem 2, Conv. Encoders 1 each (2), SwiftFormer Encoders 2 each (8), downsamples 3, final 1
     assert len(norms) == 16
     assert all(n.epsilon == 1e-5 and n.momentum == 0.9 for n in norms)

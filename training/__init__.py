@@ -1,20 +1,10 @@
-"""Fine-tuning SwiftFormer with `model.fit`: data pipelines, the official recipe, the CLI."""
+"""The repository's training recipes, with their command lines:
 
-from training.data import Augmentation, DatasetError, folder_datasets, make_pipeline, tfds_datasets
-from training.distillation import HardDistillation
-from training.finetune import evaluate, finetune
-from training.recipe import Recipe, build_optimizer, learning_rate_schedule
+    python -m training.finetune ...   # classification: the official recipe, fine-tuning
+    python -m training.segment ...    # Semantic FPN segmentation (ADE20K recipe)
 
-__all__ = [
-    "Augmentation",
-    "DatasetError",
-    "HardDistillation",
-    "Recipe",
-    "build_optimizer",
-    "evaluate",
-    "finetune",
-    "folder_datasets",
-    "learning_rate_schedule",
-    "make_pipeline",
-    "tfds_datasets",
-]
+`run` holds what both share (output folder, resuming, logs, final files). The building blocks
+they use (pipelines, recipe, distillation, metrics) are in the library:
+`keras_swiftformer.training`. From Python: `from training.finetune import finetune`.
+(This file imports nothing, so that `python -m training.finetune` runs its module once.)
+"""

@@ -5,60 +5,37 @@
 
 `--dataset` is a tensorflow-datasets name or a folder of class subfolders. The output folder
 gets a checkpoint per epoch, CSV and TensorBoard logs, `final.weights.h5`, `metrics.json`
-(val_top1, val_top5, per-class accuracy) and `learning_curves.png`. `--resume` continues an
+(val_top1, val_top5, per-class accuracy), `final.keras` and `learning_curves.png`. `--resume` continues an
 interrupted run from its last completed epoch, with the same optimiser state and schedule.
 """
 
 import argparse
-import json
 import os
 import sys
 
 import keras
 import numpy as np
 
-from training.data import Augmentation, DatasetError, folder_datasets, make_pipeline, tfds_datasets
-from training.distillation import HardDistillation
-from training.recipe import Recipe, build_optimizer
+from keras_swiftformer.models import build_variant
+from keras_swiftformer.training.data import Augmentation, DatasetError, load_datasets, make_pipeline
+from keras_swiftformer.training.distillation import HardDistillation
+from keras_swiftformer.training.metrics import evaluate
+from keras_swiftformer.training.recipe import Recipe, build_optimizer
+from keras_swiftformer.variants import get_variant
+from keras_swiftformer.weights import save_weights
+from training.run import (
+    BACKUP,
+    backed_up_epoch,
+    csv_log,
+    distribution_scope,
+    learning_curves,
+    prepare_output,
+    run_command,
+    save_final,
+    write_metrics,
+)
 
-BACKUP = "backup"
 FROZEN_DONE = "frozen_phase.weights.h5"
-
-
-def load_datasets(dataset, validation_split=0.1, seed=0, data_dir=None):
-    if os.path.isdir(os.fspath(dataset)):
-        return folder_datasets(os.fspath(dataset), validation_split, seed)
-    if os.path.sep in os.fspath(dataset) or os.path.exists(os.fspath(dataset)):
-        raise DatasetError(f"Dataset folder not found: {dataset}")
-    return tfds_datasets(dataset, data_dir=data_dir, validation_split=validation_split)
-
-
-def distribution_scope(data_parallel):
-    """A factory of contexts in which to build and compile the model.
-
-    Data parallelism runs on the existing engines: Keras' DataParallel on JAX (set globally),
-    one MirroredStrategy on TensorFlow (model and optimizer must be created in its scope).
-    The PyTorch backend has no multi-device `fit` in Keras.
-    """
-    import contextlib
-
-    if not data_parallel:
-        return contextlib.nullcontext
-    backend = keras.backend.backend()
-    if backend == "jax":
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
-        return contextlib.nullcontext
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
-            d.name for d in tf.config.list_logical_devices("CPU")
-        ]
-        return tf.distribute.MirroredStrategy(devices).scope
-    raise ValueError(
-        "data_parallel=True works on the JAX (keras.distribution.DataParallel) and TensorFlow "
-        "(tf.distribute.MirroredStrategy) backends; Keras' PyTorch backend trains on one device."
-    )
 
 
 def _backbone_layers(model):
@@ -78,61 +55,11 @@ def _compile(model, training_model, recipe, steps, epochs, label_smoothing, offs
     )
 
 
-def write_json_atomically(path, data):
-    temporary = path + ".partial"
-    with open(temporary, "w") as file:
-        json.dump(data, file, indent=2)
-    os.replace(temporary, path)
-
-
-def _learning_curves(csv_path, png_path):
-    from keras_swiftformer.optional import require
-
-    matplotlib = require("matplotlib", "plotting learning curves")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = np.genfromtxt(csv_path, delimiter=",", names=True)
-    rows = np.atleast_1d(rows)
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = rows["epoch"] + 1
-    left.plot(epochs, rows["loss"], label="train")
-    left.plot(epochs, rows["val_loss"], label="validation")
-    left.set_xlabel("epoch"), left.set_ylabel("loss"), left.legend()
-    right.plot(epochs, rows["top1"], label="train top-1")
-    right.plot(epochs, rows["val_top1"], label="validation top-1")
-    right.plot(epochs, rows["val_top5"], label="validation top-5")
-    right.set_xlabel("epoch"), right.set_ylabel("accuracy"), right.legend()
-    figure.tight_layout()
-    figure.savefig(png_path, dpi=100)
-    plt.close(figure)
-
-
-def evaluate(model, pipeline, class_names):
-    """top-1, top-5 and per-class accuracy of `model` on a validation pipeline."""
-    predictions, labels = [], []
-    for images, one_hot in pipeline:
-        predictions.append(keras.ops.convert_to_numpy(model(images, training=False)))
-        labels.append(np.asarray(one_hot).argmax(-1))
-    predictions, labels = np.concatenate(predictions), np.concatenate(labels)
-    k = min(5, predictions.shape[1])
-    top_k = np.argsort(-predictions, axis=1)[:, :k]
-    per_class = {
-        name: float(np.mean(predictions[labels == i].argmax(-1) == i)) if np.any(labels == i) else None
-        for i, name in enumerate(class_names)
-    }
-    return {
-        "val_top1": float(np.mean(top_k[:, 0] == labels)),
-        "val_top5": float(np.mean(np.any(top_k == labels[:, None], axis=1))),
-        "val_examples": int(len(labels)),
-        "per_class_accuracy": per_class,
-    }
-
-
 def finetune(
     model="XS",
     weights="imagenet",
     dataset="tf_flowers",
+    *,
     epochs=10,
     batch_size=64,
     image_size=224,
@@ -157,8 +84,8 @@ def finetune(
         model: "XS", "S", "L1", "L3", or a built Keras SwiftFormer classifier.
         weights: "imagenet", "imagenet_v1", a weights path, or None to train from scratch.
         dataset: a tensorflow-datasets name or a folder of class subfolders.
-        augmentation: `training.data.Augmentation`; default: the official per-variant one.
-        recipe: `training.recipe.Recipe`; default: official from scratch, `fine_tuning()`
+        augmentation: `keras_swiftformer.training.Augmentation`; default: the official per-variant one.
+        recipe: `keras_swiftformer.training.Recipe`; default: official from scratch, `fine_tuning()`
             with pretrained weights.
         freeze_epochs: train only the new head for this many epochs first (the frozen
             backbone runs BatchNorm in inference mode, keeping its statistics).
@@ -168,21 +95,11 @@ def finetune(
             both, a model passed in is copied under the distribution and the copy is trained
             (its weights are in `final.weights.h5`).
     """
-    import keras_swiftformer
-    from keras_swiftformer.models.variants import get_variant
-    from keras_swiftformer.weights import atomic_save_weights
-
     if epochs < 1:
         raise ValueError(f"`epochs` must be at least 1. Received: epochs={epochs}")
     if not 0 <= freeze_epochs < epochs:
         raise ValueError(f"`freeze_epochs` must be in [0, epochs). Received: {freeze_epochs}")
-    os.makedirs(output, exist_ok=True)
-    has_backup = os.path.exists(os.path.join(output, BACKUP)) or os.path.exists(os.path.join(output, FROZEN_DONE))
-    if has_backup and not resume:
-        raise ValueError(
-            f"{output} holds an interrupted run. Pass resume=True (--resume) to continue it, or "
-            "choose another output folder."
-        )
+    prepare_output(output, resume, markers=(BACKUP, FROZEN_DONE))
     keras.utils.set_random_seed(seed)
     train_split, val_split = load_datasets(dataset, validation_split, seed, data_dir)
     class_names = train_split.class_names
@@ -207,8 +124,8 @@ def finetune(
         elif isinstance(model, keras.Model):
             student = model
         else:
-            student = getattr(keras_swiftformer, f"SwiftFormer{variant}")(
-                weights=None if weights in (None, "none") else weights,
+            student = build_variant(
+                variant, weights=None if weights in (None, "none") else weights,
                 classes=len(class_names), drop_path_rate=drop_path_rate,
                 input_shape=(image_size, image_size, 3),
             )
@@ -224,9 +141,9 @@ def finetune(
             trainer(np.zeros((1, image_size, image_size, 3), "float32"))
 
     val_data = make_pipeline(val_split, len(class_names), image_size, batch_size, training=False)
-    log = os.path.join(output, "log.csv")
+    logger, log = csv_log(output, resume)
     common = [
-        keras.callbacks.CSVLogger(log, append=resume and os.path.exists(log)),
+        logger,
         keras.callbacks.TensorBoard(os.path.join(output, "tensorboard")),
         keras.callbacks.ModelCheckpoint(
             os.path.join(output, "checkpoints", "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
@@ -260,32 +177,22 @@ def finetune(
             student.load_weights(frozen_done)
         else:
             run_phase(0, freeze_epochs, BACKUP + "_frozen", trainable_backbone=False)
-            atomic_save_weights(student, frozen_done)
+            save_weights(student, frozen_done)
     run_phase(freeze_epochs, epochs, BACKUP, trainable_backbone=True)
 
-    final = os.path.join(output, "final.weights.h5")
-    atomic_save_weights(student, final)
+    final, final_model = save_final(student, output)
     metrics = evaluate(student, val_data, class_names)
     metrics.update({
         "model": variant or student.name, "weights": weights if isinstance(weights, str) or weights is None else str(weights),
         "dataset": os.fspath(dataset), "epochs": epochs, "batch_size": batch_size,
         "image_size": image_size, "train_examples": train_split.size, "classes": class_names,
-        "backend": keras.backend.backend(), "final_weights": final,
+        "backend": keras.backend.backend(), "final_weights": final, "final_model": final_model,
     })
-    write_json_atomically(os.path.join(output, "metrics.json"), metrics)
-    _learning_curves(log, os.path.join(output, "learning_curves.png"))
+    write_metrics(output, metrics)
+    learning_curves(log, os.path.join(output, "learning_curves.png"))
     if os.path.exists(os.path.join(output, FROZEN_DONE)):
         os.remove(os.path.join(output, FROZEN_DONE))
     return metrics
-
-
-def backed_up_epoch(backup_dir, default):
-    """The epoch BackupAndRestore will resume from, so the data pipeline starts there too."""
-    path = os.path.join(backup_dir, "training_metadata.json")
-    if os.path.exists(path):
-        with open(path) as file:
-            return int(json.load(file)["epoch"])
-    return default
 
 
 def _parser():
@@ -315,38 +222,34 @@ def _parser():
 
 
 def main(argv=None):
-    from keras_swiftformer.optional import MissingDependencyError
-    from keras_swiftformer.pretrained import WeightsDownloadError
-
     args = _parser().parse_args(argv)
-    from keras_swiftformer.models.variants import get_variant
+    return run_command(lambda: _run(args))
 
-    try:
-        variant, _ = get_variant(args.model)
-        augmentation = Augmentation.official(variant)
-        if args.no_randaugment:
-            augmentation.randaugment = False
-        if args.mixup is not None:
-            augmentation.mixup = args.mixup
-        if args.cutmix is not None:
-            augmentation.cutmix = args.cutmix
-        weights = None if args.weights.lower() == "none" else args.weights
-        recipe = Recipe.official() if weights is None else Recipe.fine_tuning()
-        if args.lr is not None:
-            recipe.learning_rate = args.lr
-        if args.warmup_epochs is not None:
-            recipe.warmup_epochs = args.warmup_epochs
-        recipe.ema_decay = args.ema_decay
-        teacher = keras.saving.load_model(args.teacher, compile=False) if args.teacher else None
-        metrics = finetune(
-            variant, weights, args.dataset, args.epochs, args.batch_size, args.image_size,
-            args.output, args.resume, args.validation_split, augmentation, recipe,
-            args.drop_path_rate, args.freeze_epochs, teacher, data_parallel=args.data_parallel,
-            seed=args.seed, data_dir=args.data_dir,
-        )
-    except (DatasetError, ValueError, FileNotFoundError, MissingDependencyError, WeightsDownloadError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+
+def _run(args):
+    variant, _ = get_variant(args.model)
+    augmentation = Augmentation.official(variant)
+    if args.no_randaugment:
+        augmentation.randaugment = False
+    if args.mixup is not None:
+        augmentation.mixup = args.mixup
+    if args.cutmix is not None:
+        augmentation.cutmix = args.cutmix
+    weights = None if args.weights.lower() == "none" else args.weights
+    recipe = Recipe.official() if weights is None else Recipe.fine_tuning()
+    if args.lr is not None:
+        recipe.learning_rate = args.lr
+    if args.warmup_epochs is not None:
+        recipe.warmup_epochs = args.warmup_epochs
+    recipe.ema_decay = args.ema_decay
+    teacher = keras.saving.load_model(args.teacher, compile=False) if args.teacher else None
+    metrics = finetune(
+        variant, weights, args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+        image_size=args.image_size, output=args.output, resume=args.resume,
+        validation_split=args.validation_split, augmentation=augmentation, recipe=recipe,
+        drop_path_rate=args.drop_path_rate, freeze_epochs=args.freeze_epochs, teacher=teacher,
+        data_parallel=args.data_parallel, seed=args.seed, data_dir=args.data_dir,
+    )
     print(f"val_top1 {metrics['val_top1']:.4f}, val_top5 {metrics['val_top5']:.4f} -> {args.output}/metrics.json")
     return 0
 

@@ -16,57 +16,27 @@ import os
 import sys
 
 import keras
-import numpy as np
 
-from training.data import DatasetError
-from training.finetune import backed_up_epoch, write_json_atomically
-from training.segmentation_data import (
+from keras_swiftformer.models import SwiftFormerSegmenter
+from keras_swiftformer.training.data import DatasetError
+from keras_swiftformer.training.metrics import confusion_matrix, segmentation_metrics
+from keras_swiftformer.training.segmentation_data import (
     IGNORE_LABEL,
     LABEL_ERROR,
-    folder_segmentation_datasets,
+    load_segmentation_datasets,
     make_segmentation_pipeline,
-    tfds_segmentation_datasets,
+)
+from training.run import (
+    BACKUP,
+    backed_up_epoch,
+    csv_log,
+    prepare_output,
+    run_command,
+    save_final,
+    write_metrics,
 )
 
-BACKUP = "backup"
 ADE20K_CLASSES = 150
-
-
-def load_segmentation_datasets(dataset, validation_split=0.1, seed=0, data_dir=None):
-    if os.path.isdir(os.fspath(dataset)):
-        return folder_segmentation_datasets(os.fspath(dataset), validation_split, seed)
-    if os.path.sep in os.fspath(dataset) or os.path.exists(os.fspath(dataset)):
-        raise DatasetError(f"Dataset folder not found: {dataset}")
-    return tfds_segmentation_datasets(dataset, data_dir=data_dir)
-
-
-def confusion_matrix(model, pipeline, num_classes):
-    """Pixel counts (true class, predicted class) over a pipeline, ignore label excluded."""
-    matrix = np.zeros((num_classes, num_classes), np.int64)
-    for images, labels in pipeline:
-        predicted = np.argmax(keras.ops.convert_to_numpy(model(images, training=False)), axis=-1)
-        labels = np.asarray(labels)
-        keep = labels != IGNORE_LABEL
-        matrix += np.bincount(
-            labels[keep].astype(np.int64) * num_classes + predicted[keep], minlength=num_classes**2
-        ).reshape(num_classes, num_classes)
-    return matrix
-
-
-def segmentation_metrics(matrix, class_names=None):
-    """mIoU as mmsegmentation reports it: the mean over classes present in the labels or
-    predictions (a class absent from both has no IoU)."""
-    true_positive = np.diag(matrix).astype(np.float64)
-    union = matrix.sum(0) + matrix.sum(1) - true_positive
-    iou = np.where(union > 0, true_positive / np.maximum(union, 1), np.nan)
-    names = class_names or [str(i) for i in range(len(matrix))]
-    return {
-        "per_class_pixels": {name: int(count) for name, count in zip(names, matrix.sum(1))},
-        "val_miou": float(np.nanmean(iou)) if np.any(union > 0) else 0.0,
-        "val_pixel_accuracy": float(true_positive.sum() / max(matrix.sum(), 1)),
-        "val_pixels": int(matrix.sum()),
-        "per_class_iou": {name: (None if np.isnan(value) else float(value)) for name, value in zip(names, iou)},
-    }
 
 
 def _optimizer(model, learning_rate, weight_decay, total_steps):
@@ -95,6 +65,7 @@ def train_segmenter(
     model="L1",
     backbone_weights="imagenet",
     dataset="scene_parse150",
+    *,
     num_classes=None,
     epochs=10,
     batch_size=16,
@@ -124,19 +95,11 @@ def train_segmenter(
         crop_size: training crop and validation canvas side (a multiple of 32).
         augment: the ADE20K training augmentation (rescale, crop, flip, photometric).
     """
-    import keras_swiftformer
-    from keras_swiftformer.weights import atomic_save_weights
-
     if epochs < 1:
         raise ValueError(f"`epochs` must be at least 1. Received: epochs={epochs}")
     if crop_size % 32:
         raise ValueError(f"`crop_size` must be a multiple of 32. Received: {crop_size}")
-    os.makedirs(output, exist_ok=True)
-    if os.path.exists(os.path.join(output, BACKUP)) and not resume:
-        raise ValueError(
-            f"{output} holds an interrupted run. Pass resume=True (--resume) to continue it, or "
-            "choose another output folder."
-        )
+    prepare_output(output, resume)
     keras.utils.set_random_seed(seed)
     train_split, val_split = load_segmentation_datasets(dataset, validation_split, seed, data_dir)
     class_names = train_split.class_names
@@ -162,7 +125,7 @@ def train_segmenter(
             raise ValueError(f"The model predicts {segmenter.output.shape[-1]} classes but num_classes={num_classes}.")
     else:
         variant = model
-        segmenter = keras_swiftformer.SwiftFormerSegmenter(
+        segmenter = SwiftFormerSegmenter(
             model, num_classes=num_classes, backbone_weights=backbone_weights,
             input_shape=(crop_size, crop_size, 3), head_norm=head_norm,
             drop_path_rate=drop_path_rate, **segmenter_options,
@@ -176,22 +139,16 @@ def train_segmenter(
     train_data = make_segmentation_pipeline(train_split, num_classes, crop_size, batch_size, True,
                                             augment, seed, start_epoch=start, epochs=epochs)
     val_data = make_segmentation_pipeline(val_split, num_classes, crop_size, batch_size, False)
-    log = os.path.join(output, "log.csv")
     fit_callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(output, BACKUP)),
-        keras.callbacks.CSVLogger(log, append=resume and os.path.exists(log)),
+        csv_log(output, resume)[0],
         *callbacks,
     ]
     _label_errors_as_dataset_errors(lambda: segmenter.fit(
         train_data, epochs=epochs, steps_per_epoch=steps, validation_data=val_data,
         callbacks=fit_callbacks, verbose=verbose,
     ))
-    final = os.path.join(output, "final.weights.h5")
-    atomic_save_weights(segmenter, final)
-    final_model = os.path.join(output, "final.keras")
-    temporary = os.path.join(output, ".partial-final.keras")
-    segmenter.save(temporary)
-    os.replace(temporary, final_model)
+    final, final_model = save_final(segmenter, output)
     matrix = _label_errors_as_dataset_errors(lambda: confusion_matrix(segmenter, val_data, num_classes))
     metrics = segmentation_metrics(matrix, class_names)
     metrics.update({
@@ -200,7 +157,7 @@ def train_segmenter(
         "val_examples": val_split.size, "backend": keras.backend.backend(),
         "final_model": final_model, "final_weights": final,
     })
-    write_json_atomically(os.path.join(output, "metrics.json"), metrics)
+    write_metrics(output, metrics)
     return metrics
 
 
@@ -232,26 +189,25 @@ def _parser():
 
 
 def main(argv=None):
-    from keras_swiftformer.optional import MissingDependencyError
-    from keras_swiftformer.pretrained import WeightsDownloadError
-
     args = _parser().parse_args(argv)
     if (args.depths is None) != (args.widths is None):
         print("error: --depths and --widths go together", file=sys.stderr)
         return 2
+    return run_command(lambda: _run(args))
+
+
+def _run(args):
     architecture = {"depths": args.depths, "widths": args.widths} if args.depths else {}
-    try:
-        metrics = train_segmenter(
-            args.model, None if args.weights.lower() == "none" else args.weights, args.dataset,
-            args.num_classes, args.epochs, args.batch_size, args.crop_size, args.output, args.resume,
-            args.lr, args.weight_decay, not args.no_augment, args.validation_split, args.head_norm,
-            args.drop_path_rate, seed=args.seed, data_dir=args.data_dir,
-            fpn_channels=args.fpn_channels, head_channels=args.head_channels,
-            norm_groups=args.norm_groups, **architecture,
-        )
-    except (DatasetError, ValueError, FileNotFoundError, MissingDependencyError, WeightsDownloadError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    metrics = train_segmenter(
+        args.model, None if args.weights.lower() == "none" else args.weights, args.dataset,
+        num_classes=args.num_classes, epochs=args.epochs, batch_size=args.batch_size,
+        crop_size=args.crop_size, output=args.output, resume=args.resume, learning_rate=args.lr,
+        weight_decay=args.weight_decay, augment=not args.no_augment,
+        validation_split=args.validation_split, head_norm=args.head_norm,
+        drop_path_rate=args.drop_path_rate, seed=args.seed, data_dir=args.data_dir,
+        fpn_channels=args.fpn_channels, head_channels=args.head_channels,
+        norm_groups=args.norm_groups, **architecture,
+    )
     print(f"val_miou {metrics['val_miou']:.4f}, pixel accuracy {metrics['val_pixel_accuracy']:.4f} "
           f"-> {args.output}/metrics.json")
     return 0

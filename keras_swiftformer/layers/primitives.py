@@ -9,6 +9,7 @@ Parity pitfalls handled here, once:
 """
 
 import keras
+from keras import ops
 
 BATCH_NORM_EPSILON = 1e-5
 BATCH_NORM_MOMENTUM = 0.9
@@ -39,8 +40,6 @@ class Conv2D(keras.layers.Conv2D):
     """
 
     def call(self, inputs):
-        from keras import ops
-
         backend = keras.backend.backend()
         if backend not in ("jax", "torch") or self.groups != 1 or self.data_format != "channels_last" \
                 or self.padding != "valid" or self.dilation_rate != (1, 1):
@@ -63,8 +62,6 @@ class Conv2D(keras.layers.Conv2D):
         at 224x224 -> 24 channels) and for the wide stride-2 downsampling (192 -> 384: 1.3 vs
         0.7 ms); for 24-96 input channels its own convolution is faster, so those stay.
         """
-        from keras import ops
-
         (k_h, k_w), (s_h, s_w) = self.kernel_size, self.strides
         height, width = ops.shape(inputs)[1], ops.shape(inputs)[2]
         out_h, out_w = (height - k_h) // s_h + 1, (width - k_w) // s_w + 1
@@ -107,8 +104,6 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
                 or self.data_format != "channels_last" or self.kernel_size[0] % 2 == 0 \
                 or self.kernel_size[1] % 2 == 0:
             return super().call(inputs)
-        from keras import ops
-
         k_h, k_w = self.kernel_size
         padded = ops.pad(inputs, ((0, 0), (k_h // 2, k_h // 2), (k_w // 2, k_w // 2), (0, 0)))
         height, width = ops.shape(inputs)[1], ops.shape(inputs)[2]

@@ -6,10 +6,11 @@ from keras_swiftformer.models.swiftformer import (
     SwiftFormerL3,
     SwiftFormerS,
     SwiftFormerXS,
+    build_variant,
     stage_feature_model,
     stage_output_layers,
 )
-from keras_swiftformer.models.variants import VARIANTS, find_variant, get_variant
+from keras_swiftformer.variants import VARIANTS, find_variant, get_variant
 
 __all__ = [
     "PYRAMID_LEVELS",
@@ -21,6 +22,7 @@ __all__ = [
     "SwiftFormerS",
     "SwiftFormerXS",
     "VARIANTS",
+    "build_variant",
     "find_variant",
     "get_variant",
     "stage_feature_model",

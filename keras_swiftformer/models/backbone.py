@@ -4,7 +4,7 @@ import keras
 
 from keras_swiftformer.layers.primitives import batch_norm
 from keras_swiftformer.models.swiftformer import SwiftFormer, stage_output_layers
-from keras_swiftformer.models.variants import get_variant
+from keras_swiftformer.variants import get_variant
 
 PYRAMID_LEVELS = ("P2", "P3", "P4", "P5")  # strides 4, 8, 16, 32
 

@@ -15,7 +15,7 @@ from keras_swiftformer.layers.group_normalization import GroupNormalization
 from keras_swiftformer.layers.primitives import DATA_FORMAT, batch_norm
 from keras_swiftformer.layers.upsample import Upsample
 from keras_swiftformer.models.backbone import PYRAMID_LEVELS, SwiftFormerBackbone, check_input_sides
-from keras_swiftformer.models.variants import get_variant
+from keras_swiftformer.variants import get_variant
 
 HEAD_NORMS = ("group", "batch")
 

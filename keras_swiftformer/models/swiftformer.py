@@ -10,7 +10,8 @@ from keras_swiftformer.layers.efficient_additive_attention import validate_atten
 from keras_swiftformer.layers.primitives import batch_norm, dense
 from keras_swiftformer.layers.stem import Stem
 from keras_swiftformer.layers.swiftformer_encoder import SwiftFormerEncoder
-from keras_swiftformer.models.variants import get_variant
+from keras_swiftformer.variants import get_variant
+from keras_swiftformer.weights.sources import HEAD_LAYERS, copy_matching_layers, inspect_weights
 
 _POOLINGS = (None, "avg", "max")
 
@@ -122,15 +123,13 @@ def SwiftFormer(
     Returns:
         A functional `keras.Model`.
     """
-    from keras_swiftformer import weights as weights_lib
-
     depths, widths = _validate_architecture(depths, widths)
     if pooling not in _POOLINGS:
         raise ValueError(f"`pooling` must be one of {_POOLINGS}. Received: pooling={pooling!r}")
 
     source = None
     if weights is not None:
-        source = weights_lib.inspect_weights(weights, depths, widths)
+        source = inspect_weights(weights, depths, widths)
         source.check_architecture(depths, widths)
         attention_pooling = source.choose_attention_pooling(attention_pooling)
         if distillation is None:
@@ -183,8 +182,34 @@ def SwiftFormer(
     model_inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else inputs
     model = keras.Model(model_inputs, x, name=name)
     if source is not None:
-        source.load_into(model, include_top=include_top, classes=classes, distillation=distillation)
+        _load_weights(source, model, include_top, classes, distillation, attention_pooling)
     return model
+
+
+def _load_weights(source, model, include_top, classes, distillation, attention_pooling):
+    """Fills `model` from `source`; a model with another head (or none) is filled through a
+    donor built with the source's own head, whose backbone layers are then copied."""
+    if source.has_head(include_top, classes, distillation):
+        source.fill(model)
+        return
+    donor = SwiftFormer(
+        source.depths,
+        source.widths,
+        input_shape=(None, None, model.inputs[0].shape[-1]),
+        classes=source.classes,
+        distillation=source.distillation,
+        attention_pooling=attention_pooling,
+        name="donor",
+    )
+    source.fill(donor)
+    copy_matching_layers(donor, model, skip=() if int(classes) == source.classes else HEAD_LAYERS)
+
+
+def build_variant(variant, **kwargs):
+    """`SwiftFormer<variant>(**kwargs)` for a variant id ("XS", "S", "L1", "L3"): the one
+    lookup of a model builder by name (command lines, recipes, benchmarks)."""
+    key, _ = get_variant(variant)
+    return _BUILDERS[key](**kwargs)
 
 
 def _variant_builder(variant):
@@ -235,6 +260,7 @@ SwiftFormerXS = _variant_builder("XS")
 SwiftFormerS = _variant_builder("S")
 SwiftFormerL1 = _variant_builder("L1")
 SwiftFormerL3 = _variant_builder("L3")
+_BUILDERS = {"XS": SwiftFormerXS, "S": SwiftFormerS, "L1": SwiftFormerL1, "L3": SwiftFormerL3}
 
 
 _STAGE_BLOCK = re.compile(r"^stage(\d+)_block(\d+)$")

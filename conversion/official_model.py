@@ -1,5 +1,6 @@
-"""The PyTorch baseline: transformers' `SwiftFormerForImageClassification` running the official
-current-release attention, and the same network with multi-head self-attention instead.
+"""The official model in PyTorch, as the tests, the benchmarks and conversion checks build it:
+transformers' `SwiftFormerForImageClassification` running the official current-release
+attention, and the same network with multi-head self-attention instead (for the benchmarks).
 
 transformers' port implements the first official release (softmax over a singleton axis); its
 attention modules get the current release's forward (`models/swiftformer.py` since
@@ -7,15 +8,19 @@ attention modules get the current release's forward (`models/swiftformer.py` sin
 `repeat` included, so the baseline costs what the official model costs.
 """
 
+import copy
 import types
 
-from keras_swiftformer.models.variants import get_variant
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import SwiftFormerConfig, SwiftFormerForImageClassification
+from transformers.models.swiftformer.modeling_swiftformer import SwiftFormerEfficientAdditiveAttention
+
+from keras_swiftformer.variants import get_variant
 
 
 def current_release_attention(self, x):
-    import torch
-    import torch.nn.functional as F
-
     query = F.normalize(self.to_query(x), dim=-1)
     key = F.normalize(self.to_key(x), dim=-1)
     weights = (query @ self.w_g) * self.scale_factor
@@ -29,8 +34,6 @@ def multi_head_self_attention(self, x):
     """Standard softmax attention over all tokens (heads of about 32 channels), in place of the
     additive attention: quadratic in the number of tokens. Uses PyTorch's fused
     scaled_dot_product_attention, so memory stays linear and only time shows the cost."""
-    import torch.nn.functional as F
-
     batch, tokens, channels = x.shape
     heads = max(h for h in range(1, max(1, channels // 32) + 1) if channels % h == 0)
 
@@ -44,10 +47,6 @@ def multi_head_self_attention(self, x):
 def official_swiftformer(variant, attention="additive", classes=1000):
     """transformers' SwiftFormer in eval mode with the official attention ("additive") or
     multi-head self-attention ("mhsa")."""
-    import torch
-    from transformers import SwiftFormerConfig, SwiftFormerForImageClassification
-    from transformers.models.swiftformer.modeling_swiftformer import SwiftFormerEfficientAdditiveAttention
-
     _, spec = get_variant(variant)
     config = SwiftFormerConfig(depths=list(spec["depths"]), embed_dims=list(spec["widths"]), num_labels=classes)
     model = SwiftFormerForImageClassification(config).eval()
@@ -66,11 +65,6 @@ def count_gmacs(model, size=224):
     """Multiply-accumulates of one image, counted by PyTorch's FlopCounterMode (2 FLOPs per
     MAC: convolutions, linear layers and matrix products; elementwise ops are not counted,
     as in the paper's figures)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    import copy
-
     counter = FlopCounterMode(display=False)
     # On the meta device: shapes only, so counting self-attention at 1024x1024 costs nothing.
     shadow = copy.deepcopy(model).to("meta")

@@ -1,87 +1,44 @@
-"""Loading weights into SwiftFormer models, and writing converted weights files.
+"""What `weights=` accepts, each as a `WeightsSource` that knows the model it belongs to.
 
-`weights=` accepts:
-* a Keras `.weights.h5` file (written by `conversion.convert_checkpoint` or `save_weights`);
+* a Keras `.weights.h5` file (written by `keras_swiftformer.convert.convert_checkpoint`,
+  the training recipes or `save_weights`);
 * a Keras `.keras` model file;
 * an official PyTorch `.pth` checkpoint or a transformers `.safetensors`/`.bin` file or model
-  folder, converted on the fly (needs the `conversion` / `torch` extras).
-
-Files written by the conversion carry a small JSON record (architecture, classes, which
-official release's attention they need) as an HDF5 attribute, so a model built from them picks
-the right attention and a wrong variant fails with a clear message.
+  folder, converted on the fly (needs the `conversion` / `torch` extras);
+* "imagenet" / "imagenet_v1": the official checkpoints, downloaded and converted once, then
+  read from the cache (`keras_swiftformer.weights.pretrained`).
 """
 
 import abc
-import json
 import os
-import tempfile
+import warnings
 
 import keras
 
-METADATA_ATTRIBUTE = "keras_swiftformer"
-METADATA_FORMAT = 1
-KERAS_WEIGHTS_SUFFIX = ".weights.h5"
+from keras_swiftformer.variants import find_variant
+from keras_swiftformer.weights import pretrained
+from keras_swiftformer.weights.checkpoint import CheckpointError, infer_architecture, read_checkpoint
+from keras_swiftformer.weights.keras_files import KERAS_WEIGHTS_SUFFIX, read_metadata, save_weights
+from keras_swiftformer.weights.port import port_state_dict
+
 HEAD_LAYERS = ("head", "dist_head")
-
-
-def atomic_save_weights(model, path, metadata=None):
-    """`model.save_weights(path)` through a temporary file, plus the metadata record.
-
-    The file appears under its final name only once complete, so an interrupted write never
-    leaves a file that a later call would trust.
-    """
-    import h5py
-
-    path = os.fspath(path)
-    if not path.endswith(KERAS_WEIGHTS_SUFFIX):
-        raise ValueError(
-            f"Keras weights files must end in '{KERAS_WEIGHTS_SUFFIX}'. Received: path={path!r}"
-        )
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=".partial-", suffix=KERAS_WEIGHTS_SUFFIX, dir=directory
-    )
-    os.close(handle)
-    try:
-        model.save_weights(temporary, overwrite=True)
-        if metadata is not None:
-            with h5py.File(temporary, "a") as file:
-                file.attrs[METADATA_ATTRIBUTE] = json.dumps(
-                    {"format": METADATA_FORMAT, **metadata}, sort_keys=True
-                )
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
-
-
-def read_metadata(path):
-    """The metadata record of a `.weights.h5` file, or None if it has none."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as file:
-            raw = file.attrs.get(METADATA_ATTRIBUTE)
-    except OSError as error:
-        raise ValueError(
-            f"Could not read {path} as a Keras weights file (HDF5): the file is truncated, "
-            f"corrupt or of another format. ({error})"
-        ) from error
-    if raw is None:
-        return None
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8")
-    return json.loads(raw)
+PRETRAINED = tuple(pretrained.PRETRAINED_WEIGHTS)
 
 
 def describe(depths, widths):
-    from keras_swiftformer.models.variants import find_variant
-
     variant = find_variant(depths, widths)
     name = f"SwiftFormer-{variant}" if variant else "a custom SwiftFormer"
     return f"{name} (depths {tuple(depths)}, widths {tuple(widths)})"
+
+
+def copy_matching_layers(source, target, skip=()):
+    """Copies the weights of every layer of `target` that `source` has under the same name."""
+    source_layers = {layer.name: layer for layer in source.layers}
+    for layer in target.layers:
+        if layer.name in skip or not layer.weights or layer.name not in source_layers:
+            continue
+        for destination, value in zip(layer.weights, source_layers[layer.name].weights):
+            destination.assign(value)
 
 
 class WeightsSource(abc.ABC):
@@ -110,8 +67,6 @@ class WeightsSource(abc.ABC):
         if requested is None:
             return self.attention_pooling
         if self.attention_pooling is not None and requested != self.attention_pooling:
-            import warnings
-
             warnings.warn(
                 f"The weights {self.description} were trained with "
                 f"attention_pooling={self.attention_pooling!r} but the model is built with "
@@ -121,41 +76,15 @@ class WeightsSource(abc.ABC):
             )
         return requested
 
+    def has_head(self, include_top, classes, distillation):
+        """Whether a model built with these head options can take the weights as they are."""
+        return self.classes is None or (
+            include_top and int(classes) == self.classes and distillation == self.distillation
+        )
+
     @abc.abstractmethod
     def fill(self, model):
-        """Loads into `model`, built with the source's own head and attention."""
-
-    def load_into(self, model, include_top, classes, distillation):
-        same_head = (
-            self.classes is None
-            or (include_top and int(classes) == self.classes and distillation == self.distillation)
-        )
-        if same_head:
-            self.fill(model)
-            return
-        from keras_swiftformer.models.swiftformer import SwiftFormer
-
-        donor = SwiftFormer(
-            self.depths,
-            self.widths,
-            input_shape=(None, None, model.inputs[0].shape[-1]),
-            classes=self.classes,
-            distillation=self.distillation,
-            attention_pooling=self.attention_pooling or "normalize",
-            name="donor",
-        )
-        self.fill(donor)
-        copy_matching_layers(donor, model, skip=() if int(classes) == self.classes else HEAD_LAYERS)
-
-
-def copy_matching_layers(source, target, skip=()):
-    """Copies the weights of every layer of `target` that `source` has under the same name."""
-    source_layers = {layer.name: layer for layer in source.layers}
-    for layer in target.layers:
-        if layer.name in skip or not layer.weights or layer.name not in source_layers:
-            continue
-        for destination, value in zip(layer.weights, source_layers[layer.name].weights):
-            destination.assign(value)
+        """Loads into `model`, built with the source's own head (see `has_head`)."""
 
 
 class KerasWeightsFile(WeightsSource):
@@ -196,13 +125,13 @@ class KerasModelFile(WeightsSource):
 
 
 class CheckpointFile(WeightsSource):
-    """An official or transformers PyTorch checkpoint, converted on the fly."""
+    """An official or transformers PyTorch checkpoint (or state dict), converted on the fly."""
 
-    def __init__(self, source):
-        from conversion.checkpoint import infer_architecture, read_checkpoint
-
+    def __init__(self, source, state=None, layout="official"):
         super().__init__(source if isinstance(source, (str, os.PathLike)) else "state dict")
-        self.state, self.layout = read_checkpoint(source)
+        if state is None:
+            state, layout = read_checkpoint(source)
+        self.state, self.layout = state, layout
         architecture = infer_architecture(self.state)
         self.depths = architecture["depths"]
         self.widths = architecture["widths"]
@@ -210,12 +139,37 @@ class CheckpointFile(WeightsSource):
         self.distillation = architecture["distillation"]
         # transformers' port and the Hub checkpoints implement the first release; an official
         # .pth does not record its release, so it is taken to be the current one.
-        self.attention_pooling = "softmax_v1" if self.layout == "transformers" else None
+        self.attention_pooling = "softmax_v1" if layout == "transformers" else None
 
     def fill(self, model):
-        from conversion.port import port_state_dict
-
         port_state_dict(model, self.state)
+
+
+class PretrainedCheckpoint(CheckpointFile):
+    """The official ImageNet checkpoint of a variant, downloaded now; the first model it fills
+    is saved to the cache, so later builds read the cached `.weights.h5` instead."""
+
+    def __init__(self, variant, weights, mirror=None, timeout=pretrained.DEFAULT_TIMEOUT):
+        state, self.metadata = pretrained.fetch_checkpoint(variant, weights, mirror, timeout)
+        super().__init__(f"'{weights}' ({self.metadata['source']})", state)
+        self.attention_pooling = self.metadata["attention_pooling"]
+        self.cache_path = pretrained.cached_path(variant, weights)
+
+    def fill(self, model):
+        try:
+            super().fill(model)
+        except CheckpointError as error:
+            raise pretrained.WeightsDownloadError(
+                f"The weights {self.description} do not fit SwiftFormer-"
+                f"{self.metadata['variant']}: {error}"
+            ) from error
+        save_weights(model, self.cache_path, {
+            **self.metadata,
+            "depths": list(self.depths),
+            "widths": list(self.widths),
+            "classes": self.classes,
+            "distillation": self.distillation,
+        })
 
 
 def inspect_weights(weights, depths=None, widths=None):
@@ -225,10 +179,10 @@ def inspect_weights(weights, depths=None, widths=None):
     """
     if isinstance(weights, WeightsSource):
         return weights
-    if isinstance(weights, str) and weights in ("imagenet", "imagenet_v1"):
-        from keras_swiftformer.pretrained import fetch_weights, pretrained_variant
-
-        return KerasWeightsFile(fetch_weights(pretrained_variant(depths, widths, weights), weights))
+    if isinstance(weights, str) and weights in PRETRAINED:
+        variant = pretrained.pretrained_variant(depths, widths, weights)
+        cached = pretrained.cached_weights(variant, weights)
+        return KerasWeightsFile(cached) if cached else PretrainedCheckpoint(variant, weights)
     if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(
             "`weights` must be None, 'imagenet', 'imagenet_v1', or a path to a .weights.h5, "

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from keras_swiftformer.models.variants import find_variant
 from keras_swiftformer.optional import require
+from keras_swiftformer.variants import find_variant
 
 
 class CheckpointError(ValueError):

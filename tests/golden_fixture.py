@@ -5,25 +5,19 @@ reference's logits and stage outputs for both official releases, so every backen
 parity even where torch is absent. `tests/test_parity_torch.py` regenerates it in memory and
 checks it matches the committed file.
 
-    python tests/golden/make_golden.py
+    PYTHONPATH=tests .venv/bin/python -m golden_fixture
 """
 
 import os
-import sys
 
 import numpy as np
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-from helpers import GOLDEN_PATH, RELEASES, TINY  # noqa: E402
+from helpers import GOLDEN_PATH, RELEASES, TINY
+from reference import build_reference, official_state_dict, run_reference
 
 SEED = 1234
 
 
 def make_golden():
-    from reference import build_reference, official_state_dict, run_reference
-
     images = np.random.RandomState(SEED).uniform(-2.0, 2.0, (2, 48, 80, 3)).astype("float32")
     arrays = {"input": images}
     for release in RELEASES:

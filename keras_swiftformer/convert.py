@@ -1,13 +1,16 @@
-"""PyTorch SwiftFormer checkpoints -> Keras models and `.weights.h5` files."""
+"""PyTorch SwiftFormer checkpoints -> Keras models and `.weights.h5` files, and the cached
+Keras weights of the pretrained releases."""
 
 import os
 
-from conversion.checkpoint import CheckpointError, infer_architecture, read_checkpoint
-from conversion.port import port_state_dict
 from keras_swiftformer.layers.efficient_additive_attention import validate_attention_pooling
-from keras_swiftformer.models.swiftformer import SwiftFormer
-from keras_swiftformer.models.variants import get_variant
-from keras_swiftformer.weights import KERAS_WEIGHTS_SUFFIX, atomic_save_weights, describe
+from keras_swiftformer.models.swiftformer import SwiftFormer, build_variant
+from keras_swiftformer.variants import get_variant
+from keras_swiftformer.weights import pretrained
+from keras_swiftformer.weights.checkpoint import CheckpointError, infer_architecture, read_checkpoint
+from keras_swiftformer.weights.keras_files import KERAS_WEIGHTS_SUFFIX, save_weights
+from keras_swiftformer.weights.port import port_state_dict
+from keras_swiftformer.weights.sources import PretrainedCheckpoint, describe
 
 
 def default_attention_pooling(layout):
@@ -70,7 +73,7 @@ def convert_checkpoint(source, output=None, variant=None, attention_pooling=None
     )
     port_state_dict(model, state)
     if output is not None:
-        atomic_save_weights(
+        save_weights(
             model,
             output,
             metadata={
@@ -85,3 +88,25 @@ def convert_checkpoint(source, output=None, variant=None, attention_pooling=None
             },
         )
     return model
+
+
+def fetch_weights(variant, weights="imagenet", mirror=None, timeout=pretrained.DEFAULT_TIMEOUT,
+                  force=False):
+    """The path of the cached Keras weights of a pretrained variant, fetching and converting
+    the official checkpoint first if needed.
+
+    Args:
+        variant: "XS", "S", "L1" or "L3".
+        weights: "imagenet" (current official release) or "imagenet_v1" (first release,
+            Hugging Face Hub checkpoints).
+        mirror: URL prefix or local folder to fetch from instead of the original hosts
+            (default: `KERAS_SWIFTFORMER_MIRROR`).
+        timeout: seconds without data after which a download fails.
+        force: fetch and convert again even if a cached file exists.
+    """
+    variant, _ = get_variant(variant)
+    cached = None if force else pretrained.cached_weights(variant, weights)
+    if cached:
+        return cached
+    build_variant(variant, weights=PretrainedCheckpoint(variant, weights, mirror, timeout))
+    return pretrained.cached_path(variant, weights)

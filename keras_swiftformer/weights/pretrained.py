@@ -1,11 +1,12 @@
-"""Pretrained ImageNet weights: where they come from, fetching, converting and caching them.
+"""Pretrained ImageNet weights: where they come from, downloading them, and their cache.
 
 The sources are data (`PRETRAINED_WEIGHTS`), one entry per variant. A checkpoint is
-downloaded once, converted with `conversion`, and the Keras `.weights.h5` is cached under
-`$KERAS_HOME/models/swiftformer/` (default `~/.keras`), so later calls need neither the
-network nor torch. Downloads land in a temporary folder and the converted file appears under
-its final name only once complete and verified: an interrupted or corrupt download never
-leaves a file that a later call trusts.
+downloaded once and read (`fetch_checkpoint`); the model it is ported into is saved as a Keras
+`.weights.h5` under `$KERAS_HOME/models/swiftformer/` (default `~/.keras`, see
+`sources.PretrainedCheckpoint`), so later calls need neither the network nor torch. Downloads
+land in a temporary folder that is removed whatever happens, and the cached file appears under
+its final name only once complete: an interrupted or corrupt download never leaves a file that
+a later call trusts.
 
 Where the files come from can be redirected (air-gapped machines, mirrors, tests):
 * `KERAS_SWIFTFORMER_MIRROR` (or `mirror=`): a URL prefix or a local folder holding the files
@@ -23,7 +24,11 @@ import socket
 import tempfile
 import urllib.parse
 
-from keras_swiftformer.models.variants import find_variant, get_variant
+import keras
+
+from keras_swiftformer.variants import find_variant, get_variant
+from keras_swiftformer.weights.checkpoint import infer_architecture, read_checkpoint
+from keras_swiftformer.weights.keras_files import read_metadata
 
 GDRIVE_URL = "https://drive.google.com/uc?export=download&id={id}"
 HF_ENDPOINT = "https://huggingface.co"
@@ -117,8 +122,6 @@ def _socket_timeout(seconds):
 
 
 def _download_http(url, directory, name, timeout):
-    import keras
-
     with _socket_timeout(timeout):
         return keras.utils.get_file(fname=name, origin=url, cache_dir=directory, cache_subdir="")
 
@@ -197,8 +200,44 @@ def _help(variant, weights, spec, release):
     )
 
 
-def fetch_weights(variant, weights="imagenet", mirror=None, timeout=DEFAULT_TIMEOUT, force=False):
-    """Path of the cached Keras weights of a pretrained variant, fetching them if needed.
+def cached_weights(variant, weights="imagenet"):
+    """The path of the cached Keras weights of a pretrained variant, or None.
+
+    A cached file that cannot be read, or that is not what its name says, is deleted so that
+    the next fetch replaces it.
+    """
+    variant, release, _ = _entry(variant, weights)
+    target = cached_path(variant, weights)
+    if not os.path.exists(target):
+        return None
+    try:
+        metadata = read_metadata(target)
+    except ValueError:
+        metadata = None
+    if (
+        metadata
+        and metadata.get("variant") == variant
+        and metadata.get("attention_pooling") == release["attention_pooling"]
+    ):
+        return target
+    os.remove(target)  # unreadable or not what it claims to be: fetch again
+    return None
+
+
+def cache_metadata(variant, weights, location, digest):
+    """What the cached weights file of a pretrained variant records about itself."""
+    variant, release, _ = _entry(variant, weights)
+    return {
+        "variant": variant,
+        "weights": weights,
+        "attention_pooling": release["attention_pooling"],
+        "source": location,
+        "source_sha256": digest,
+    }
+
+
+def fetch_checkpoint(variant, weights="imagenet", mirror=None, timeout=DEFAULT_TIMEOUT):
+    """Downloads and reads the official checkpoint of a pretrained variant.
 
     Args:
         variant: "XS", "S", "L1" or "L3".
@@ -207,23 +246,11 @@ def fetch_weights(variant, weights="imagenet", mirror=None, timeout=DEFAULT_TIME
         mirror: URL prefix or local folder to fetch from instead of the original hosts
             (default: `KERAS_SWIFTFORMER_MIRROR`).
         timeout: seconds without data after which a download fails.
-        force: fetch and convert again even if a cached file exists.
+
+    Returns:
+        (official-key state dict, metadata for the cached file). Nothing is left on disk.
     """
-    from keras_swiftformer.weights import read_metadata
-
     variant, release, spec = _entry(variant, weights)
-    target = cached_path(variant, weights)
-    if os.path.exists(target) and not force:
-        try:
-            metadata = read_metadata(target)
-        except ValueError:
-            metadata = None
-        if metadata and metadata.get("variant") == variant and metadata.get("attention_pooling") == release["attention_pooling"]:
-            return target
-        os.remove(target)  # unreadable or not what it claims to be: fetch again
-
-    from conversion.convert import convert_checkpoint
-
     mirror = mirror or os.environ.get("KERAS_SWIFTFORMER_MIRROR")
     os.makedirs(cache_dir(), exist_ok=True)
     workspace = tempfile.mkdtemp(prefix=".download-", dir=cache_dir())
@@ -255,19 +282,14 @@ def fetch_weights(variant, weights="imagenet", mirror=None, timeout=DEFAULT_TIME
                     + _help(variant, weights, spec, release)
                 )
             try:
-                convert_checkpoint(
-                    raw,
-                    output=target,
-                    variant=variant,
-                    attention_pooling=release["attention_pooling"],
-                    metadata={"weights": weights, "source": location, "source_sha256": digest},
-                )
+                state, _ = read_checkpoint(raw)
+                check_pretrained_architecture(infer_architecture(state), variant)
             except Exception as error:
                 raise WeightsDownloadError(
                     f"The file fetched from {where} ({location}) is not a valid SwiftFormer-"
                     f"{variant} checkpoint: {error}. " + _help(variant, weights, spec, release)
                 ) from error
-            return target
+            return state, cache_metadata(variant, weights, location, digest)
         raise WeightsDownloadError(
             f"Could not fetch the '{weights}' weights of SwiftFormer-{variant} "
             f"({release['description']}). Tried: " + "; ".join(failures) + ". "
@@ -275,6 +297,17 @@ def fetch_weights(variant, weights="imagenet", mirror=None, timeout=DEFAULT_TIME
         )
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
+
+
+def check_pretrained_architecture(architecture, variant):
+    """A checkpoint served as a variant's ImageNet weights must be that variant."""
+    _, spec = get_variant(variant)
+    if (architecture["depths"], architecture["widths"]) != (tuple(spec["depths"]), tuple(spec["widths"])):
+        found = architecture["variant"] or "a custom SwiftFormer"
+        raise ValueError(
+            f"it holds SwiftFormer-{found} (depths {architecture['depths']}, widths "
+            f"{architecture['widths']}), not SwiftFormer-{variant}"
+        )
 
 
 def pretrained_variant(depths, widths, weights):

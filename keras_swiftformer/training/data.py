@@ -9,11 +9,16 @@ import dataclasses
 import os
 import warnings
 
+import keras
 import numpy as np
 
-from keras_swiftformer.preprocessing import IMAGENET_MEAN, IMAGENET_STD, resize_size
+from keras_swiftformer.optional import require
+from keras_swiftformer.preprocessing import IMAGE_SUFFIXES, IMAGENET_MEAN, IMAGENET_STD, resize_size
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# What tf.io.decode_image, the pipeline's decoder, reads (by Pillow's name for the format, and
+# the library's image suffixes less TIFF's).
+DECODABLE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
+PIPELINE_SUFFIXES = tuple(suffix for suffix in IMAGE_SUFFIXES if suffix not in (".tif", ".tiff"))
 
 
 class DatasetError(ValueError):
@@ -31,22 +36,37 @@ class ImageDataset:
     tfds_split: object = None  # a tf.data.Dataset of (image, label)
 
 
-def _tf():
-    from keras_swiftformer.optional import require
-
+def require_tensorflow():
     return require("tensorflow", "the training input pipeline (tf.data)")
 
 
 def _readable(path):
-    from keras_swiftformer.optional import require
-
+    """Whether the pipeline's decoder can read the file (checked with Pillow, headers only)."""
     Image = require("PIL.Image", "checking training images")
     try:
         with Image.open(path) as image:
             image.verify()
-        return True
+            return image.format in DECODABLE_FORMATS
     except Exception:  # noqa: BLE001 - PIL raises many kinds for bad files
         return False
+
+
+def is_folder_dataset(dataset):
+    """True for a folder, False for a tensorflow-datasets name; a path that does not exist is
+    an error rather than a dataset name to look up."""
+    dataset = os.fspath(dataset)
+    if os.path.isdir(dataset):
+        return True
+    if os.path.sep in dataset or os.path.exists(dataset):
+        raise DatasetError(f"Dataset folder not found: {dataset}")
+    return False
+
+
+def load_datasets(dataset, validation_split=0.1, seed=0, data_dir=None):
+    """Train and validation splits of a folder of class subfolders or a tfds dataset name."""
+    if is_folder_dataset(dataset):
+        return folder_datasets(os.fspath(dataset), validation_split, seed)
+    return tfds_datasets(dataset, data_dir=data_dir, validation_split=validation_split)
 
 
 def folder_datasets(directory, validation_split=0.1, seed=0):
@@ -64,7 +84,7 @@ def folder_datasets(directory, validation_split=0.1, seed=0):
     for label, name in enumerate(class_names):
         for root, _, names in os.walk(os.path.join(directory, name)):
             for file_name in sorted(names):
-                if not file_name.lower().endswith(IMAGE_SUFFIXES):
+                if not file_name.lower().endswith(PIPELINE_SUFFIXES):
                     continue
                 path = os.path.join(root, file_name)
                 if _readable(path):
@@ -73,12 +93,16 @@ def folder_datasets(directory, validation_split=0.1, seed=0):
                 else:
                     skipped.append(path)
     if skipped:
-        warnings.warn(f"Skipped {len(skipped)} unreadable image files: {skipped[:10]}", stacklevel=2)
+        warnings.warn(
+            f"Skipped {len(skipped)} image files that are unreadable or of a format the pipeline "
+            f"cannot decode ({', '.join(DECODABLE_FORMATS)} only): {skipped[:10]}",
+            stacklevel=2,
+        )
     present = sorted(set(labels))
     if not files:
         raise DatasetError(
             f"{directory} holds no readable images in class subfolders "
-            f"(expected {directory}/<class name>/<image>{IMAGE_SUFFIXES[0]})."
+            f"(expected {directory}/<class name>/<image>{PIPELINE_SUFFIXES[0]})."
         )
     if len(present) < 2:
         raise DatasetError(
@@ -105,8 +129,6 @@ def prepared_tfds_builder(name, data_dir=None, alternative="a folder of class su
     `check(builder)` may raise DatasetError before anything is downloaded (e.g. missing
     features); `alternative` names the offline option in the message.
     """
-    from keras_swiftformer.optional import require
-
     tfds = require("tensorflow_datasets", f"training on the tfds dataset {name!r}")
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -158,14 +180,14 @@ def tfds_datasets(name, data_dir=None, validation_split=0.1):
 
 
 def _decode(path):
-    tf = _tf()
+    tf = require_tensorflow()
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     return tf.cast(image, tf.float32)
 
 
 def evaluation_transform(image, image_size):
     """Shorter side to int(256/224 * size), bicubic, centre crop (the official evaluation)."""
-    tf = _tf()
+    tf = require_tensorflow()
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     short = float(resize_size(image_size))
     scale = short / tf.reduce_min(shape)
@@ -180,19 +202,22 @@ def evaluation_transform(image, image_size):
 
 def random_resized_crop(image, image_size, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
     """timm's RandomResizedCropAndInterpolation (bicubic), with a stateless seed."""
-    tf = _tf()
+    tf = require_tensorflow()
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]), seed=seed,
         min_object_covered=0.0, aspect_ratio_range=ratio, area_range=scale,
         max_attempts=10, use_image_if_no_bounding_boxes=True,
     )
     crop = tf.slice(image, begin, size)
+    # The slice's size is a tensor, so its channel count is unknown to the graph; RandAugment
+    # and the other batch layers need it.
+    crop.set_shape([None, None, image.shape[-1]])
     crop = tf.image.resize(crop, (image_size, image_size), method="bicubic", antialias=True)
     return tf.clip_by_value(crop, 0.0, 255.0)
 
 
 def normalize(image):
-    tf = _tf()
+    tf = require_tensorflow()
     mean = tf.constant(np.array(IMAGENET_MEAN, "float32") * 255.0)
     std = tf.constant(np.array(IMAGENET_STD, "float32") * 255.0)
     return (image - mean) / std
@@ -228,7 +253,7 @@ class Augmentation:
 
 def _ordered_epoch(split, seed, epoch):
     """This epoch's examples (undecoded for folders) in an order fixed by (seed, epoch)."""
-    tf = _tf()
+    tf = require_tensorflow()
     if split.files is not None:
         order = tf.random.experimental.stateless_shuffle(
             tf.range(split.size), seed=tf.constant([seed, epoch], tf.int64)
@@ -244,7 +269,7 @@ def _ordered_epoch(split, seed, epoch):
 
 
 def _augment_one(image, label, item_seed, image_size, num_classes, augmentation):
-    tf = _tf()
+    tf = require_tensorflow()
     if augmentation.random_resized_crop:
         image = random_resized_crop(image, image_size, item_seed)
     else:
@@ -256,9 +281,7 @@ def _augment_one(image, label, item_seed, image_size, num_classes, augmentation)
 
 def _batch_augmenter(augmentation, seed):
     """RandAugment, random erasing and MixUp/CutMix on batches, with Keras' layers."""
-    import keras
-
-    tf = _tf()
+    tf = require_tensorflow()
     layers = []
     if augmentation.randaugment:
         # rand-m9-mstd0.5-inc1: two operations per image at magnitude 9 of 10.
@@ -294,7 +317,7 @@ def make_pipeline(split, num_classes, image_size, batch_size, training, augmenta
     batches the uninterrupted run saw. The last incomplete batch of an epoch is dropped.
     Validation data are the official evaluation transform, in file order.
     """
-    tf = _tf()
+    tf = require_tensorflow()
     augmentation = augmentation or Augmentation.none()
     if not training:
         epoch = _ordered_epoch(split, seed, 0) if split.files is None else (

@@ -10,8 +10,9 @@ after the five explicitly padded stride-2 convolutions, which stays as one ADD e
 import keras
 import numpy as np
 
-from keras_swiftformer.models.swiftformer import SwiftFormer, stage_output_layers
+from keras_swiftformer.models.swiftformer import SwiftFormer, build_variant, stage_output_layers
 from keras_swiftformer.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from keras_swiftformer.weights.sources import copy_matching_layers
 
 
 @keras.saving.register_keras_serializable(package="keras_swiftformer")
@@ -27,7 +28,7 @@ class ImageNetNormalization(keras.layers.Layer):
 def architecture(model):
     """depths, widths, attention pooling, classes, distillation of a built SwiftFormer."""
     stages = stage_output_layers(model)
-    depths = [sum(1 for l in model.layers if l.name.startswith(f"stage{i}_")) for i in range(len(stages))]
+    depths = [sum(1 for layer in model.layers if layer.name.startswith(f"stage{i}_")) for i in range(len(stages))]
     names = {layer.name: layer for layer in model.layers}
     return {
         "depths": tuple(depths),
@@ -48,6 +49,23 @@ def is_classifier(model):
         return bool(stage_output_layers(model))
     except ValueError:
         return False
+
+
+def architecture_classes(model):
+    """The number of classes of a classifier; None for backbones and segmenters."""
+    return architecture(model)["classes"] if is_classifier(model) else None
+
+
+def as_model(model_or_weights, variant):
+    """The model to export: a Keras model as it is, or `variant` built with these weights."""
+    if isinstance(model_or_weights, keras.Model):
+        return model_or_weights
+    if variant is None:
+        raise ValueError(
+            "Pass `variant` (XS, S, L1, L3) when exporting from weights rather than a model. "
+            f"Received: model_or_weights={model_or_weights!r}, variant=None"
+        )
+    return build_variant(variant, weights=model_or_weights)
 
 
 def _fixed_input(model, images, x):
@@ -82,11 +100,8 @@ def deploy_model(model, input_size=224, batch_size=1, include_preprocessing=Fals
         classifier_activation=activation, name=f"{model.name}_deploy",
     )
     deployed = keras.Model(images, deployed.output, name=f"{model.name}_deploy")
+    copy_matching_layers(model, deployed, skip=("head",))
     source = {layer.name: layer for layer in model.layers}
-    for layer in deployed.layers:
-        if layer.name in source and layer.weights and layer.name != "head":
-            for target, value in zip(layer.weights, source[layer.name].weights):
-                target.assign(value)
     head = deployed.get_layer("head")
     kernel = keras.ops.convert_to_numpy(source["head"].kernel)
     bias = keras.ops.convert_to_numpy(source["head"].bias)

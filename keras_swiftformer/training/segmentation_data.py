@@ -12,7 +12,15 @@ import os
 
 import numpy as np
 
-from training.data import IMAGE_SUFFIXES, DatasetError, _tf, normalize, prepared_tfds_builder
+from keras_swiftformer.optional import require
+from keras_swiftformer.training.data import (
+    PIPELINE_SUFFIXES,
+    DatasetError,
+    is_folder_dataset,
+    normalize,
+    prepared_tfds_builder,
+    require_tensorflow,
+)
 
 IGNORE_LABEL = 255
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
@@ -42,7 +50,7 @@ def _pairs(folder):
              for name in os.listdir(mask_dir) if name.lower().endswith(MASK_SUFFIXES)}
     images, pairs, missing = {}, [], []
     for name in sorted(os.listdir(image_dir)):
-        if name.lower().endswith(IMAGE_SUFFIXES):
+        if name.lower().endswith(PIPELINE_SUFFIXES):
             images[os.path.splitext(name)[0]] = os.path.join(image_dir, name)
     for stem, image in sorted(images.items()):
         if stem in masks:
@@ -58,8 +66,6 @@ def _pairs(folder):
 
 def check_pair_sizes(pairs):
     """Every mask must have its image's size (read from the file headers only)."""
-    from keras_swiftformer.optional import require
-
     Image = require("PIL.Image", "reading segmentation masks")
     for image_path, mask_path in pairs:
         with Image.open(image_path) as image, Image.open(mask_path) as mask:
@@ -134,7 +140,7 @@ def tfds_segmentation_datasets(name="scene_parse150", data_dir=None):
 
 
 def _decode_pair(image_path, mask_path):
-    tf = _tf()
+    tf = require_tensorflow()
     image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, expand_animations=False)
     mask = tf.io.decode_image(tf.io.read_file(mask_path), expand_animations=False)
     return image, mask
@@ -142,7 +148,7 @@ def _decode_pair(image_path, mask_path):
 
 def _labels(image, mask, num_classes, reduce_zero_label):
     """uint8 image, raw mask -> float image, int32 (H, W, 1) labels, checked."""
-    tf = _tf()
+    tf = require_tensorflow()
     mask = tf.cast(mask[..., :1], tf.int32)
     if reduce_zero_label:
         mask = tf.where(mask == 0, IGNORE_LABEL, mask - 1)
@@ -162,7 +168,7 @@ def _labels(image, mask, num_classes, reduce_zero_label):
 
 
 def _resize_pair(image, mask, new_size):
-    tf = _tf()
+    tf = require_tensorflow()
     image = tf.image.resize(image, new_size, method="bilinear")
     mask = tf.image.resize(mask, new_size, method="nearest")
     return image, mask
@@ -170,14 +176,14 @@ def _resize_pair(image, mask, new_size):
 
 def _fit_scale(shape, long_side, short_side):
     """mmcv's keep-ratio rescale: the largest scale with long <= long_side, short <= short_side."""
-    tf = _tf()
+    tf = require_tensorflow()
     shape = tf.cast(shape, tf.float32)
     scale = tf.minimum(long_side / tf.reduce_max(shape), short_side / tf.reduce_min(shape))
     return tf.cast(tf.round(shape * scale), tf.int32)
 
 
 def _pad_to(image, mask, size):
-    tf = _tf()
+    tf = require_tensorflow()
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     paddings = [[0, tf.maximum(size - height, 0)], [0, tf.maximum(size - width, 0)], [0, 0]]
     image = tf.pad(image, paddings)
@@ -185,10 +191,17 @@ def _pad_to(image, mask, size):
     return image[:size, :size], mask[:size, :size]
 
 
+def load_segmentation_datasets(dataset, validation_split=0.1, seed=0, data_dir=None):
+    """Train and validation splits of a folder of image/mask pairs or a tfds dataset name."""
+    if is_folder_dataset(dataset):
+        return folder_segmentation_datasets(os.fspath(dataset), validation_split, seed)
+    return tfds_segmentation_datasets(dataset, data_dir=data_dir)
+
+
 def photometric_distortion(image, seed):
     """mmsegmentation's PhotoMetricDistortion: brightness +-32, contrast and saturation
     0.5-1.5, hue +-18 degrees, each with probability 0.5 (on [0, 255] RGB)."""
-    tf = _tf()
+    tf = require_tensorflow()
 
     def maybe(index, apply, value):
         coin = tf.random.stateless_uniform([], seed + index * 7) < 0.5
@@ -204,7 +217,7 @@ def photometric_distortion(image, seed):
 
 
 def train_transform(image, mask, crop_size, seed, augment=True):
-    tf = _tf()
+    tf = require_tensorflow()
     if augment:
         ratio = tf.random.stateless_uniform([], seed, 0.5, 2.0)
         new_size = _fit_scale(tf.shape(image)[:2], 4.0 * crop_size * ratio, crop_size * ratio)
@@ -227,7 +240,7 @@ def train_transform(image, mask, crop_size, seed, augment=True):
 
 
 def _examples(split):
-    tf = _tf()
+    tf = require_tensorflow()
     if split.images is not None:
         return tf.data.Dataset.from_tensor_slices((split.images, split.masks)).map(
             _decode_pair, num_parallel_calls=tf.data.AUTOTUNE
@@ -245,7 +258,7 @@ def make_segmentation_pipeline(split, num_classes, crop_size, batch_size, traini
     kept to fit in crop_size x crop_size and padded with the ignore label, so every batch has
     one shape (JAX and XLA compile once) and every pixel is scored.
     """
-    tf = _tf()
+    tf = require_tensorflow()
     if crop_size % 32:
         raise ValueError(f"crop_size must be a multiple of 32 (the backbone's stride). Received: {crop_size}")
 

@@ -19,7 +19,7 @@ from keras_swiftformer.layers import (
     Stem,
     SwiftFormerEncoder,
 )
-from conversion.checkpoint import CheckpointError
+from keras_swiftformer.weights.checkpoint import CheckpointError
 
 
 def _conv_kernel(w):

@@ -1,0 +1,93 @@
+"""Calibration images for full-integer quantisation: a folder, a tfds name, or arrays."""
+
+import os
+import warnings
+
+import keras
+import numpy as np
+
+from keras_swiftformer.optional import require
+from keras_swiftformer.preprocessing import IMAGE_SUFFIXES, load_image
+
+DEFAULT_CALIBRATION_IMAGES = 200
+
+
+def _folder_images(folder, count, image_size, include_preprocessing):
+    paths = sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(folder)
+        for name in names
+        if name.lower().endswith(IMAGE_SUFFIXES)
+    )
+    if not paths:
+        raise ValueError(
+            f"The calibration folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})."
+        )
+    images, unreadable = [], []
+    progress = keras.utils.Progbar(min(count, len(paths)), unit_name="calibration image")
+    for path in paths:
+        if len(images) == count:
+            break
+        try:
+            images.append(load_image(path, image_size, normalize=not include_preprocessing))
+            progress.add(1)
+        except ValueError:
+            unreadable.append(path)
+    if not images:
+        raise ValueError(f"None of the images in {folder} could be read: {unreadable[:5]}")
+    if unreadable:
+        warnings.warn(f"Skipped {len(unreadable)} unreadable calibration images: {unreadable[:5]}", stacklevel=3)
+    return np.stack(images)
+
+
+def _tfds_images(name, count, image_size, include_preprocessing):
+    tfds = require("tensorflow_datasets", f"calibrating on the tfds dataset {name!r}")
+    try:
+        dataset = tfds.load(name.split(":")[0], split="train", shuffle_files=False)
+    except Exception as error:  # noqa: BLE001 - tfds raises many kinds
+        raise ValueError(f"Could not load the tfds dataset {name!r}: {error}") from error
+    progress = keras.utils.Progbar(count, unit_name="calibration image")
+    images = []
+    for example in dataset.take(count):
+        images.append(load_image(example["image"].numpy(), image_size, normalize=not include_preprocessing))
+        progress.add(1)
+    if not images:
+        raise ValueError(f"The tfds dataset {name!r} yielded no images.")
+    return np.stack(images)
+
+
+def calibration_array(data, count, image_size, include_preprocessing):
+    """`representative_data` as one float32 array (N, H, W, 3) of model inputs.
+
+    `data`: a folder of images or a tfds dataset name (both get the official evaluation
+    transform; raw pixels if `include_preprocessing`), or a NumPy array / iterable of arrays
+    holding model inputs exactly as `model.predict` takes them.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        data = os.fspath(data)
+        if os.path.isdir(data):
+            return _folder_images(data, count, image_size, include_preprocessing)
+        if os.path.exists(data):
+            raise ValueError(f"`representative_data` must be a folder of images, not a file: {data}")
+        return _tfds_images(data, count, image_size, include_preprocessing)
+    if isinstance(data, np.ndarray):
+        array = data
+    else:
+        batches, total = [], 0
+        for item in data:
+            item = np.asarray(item[0] if isinstance(item, (tuple, list)) else item, "float32")
+            item = item[None] if item.ndim == 3 else item
+            batches.append(item)
+            total += len(item)
+            if total >= count:
+                break
+        if not batches:
+            raise ValueError("`representative_data` yielded no samples.")
+        array = np.concatenate(batches)
+    array = np.asarray(array, "float32")[:count]
+    if array.ndim != 4 or array.shape[-1] != 3 or len(array) == 0:
+        raise ValueError(
+            "`representative_data` must hold images shaped (N, H, W, 3). "
+            f"Received: shape={array.shape}"
+        )
+    return array

@@ -1,0 +1,250 @@
+"""Keras SwiftFormer -> TFLite: float32, float16, dynamic-range, full int8 and Edge TPU.
+
+The file is checked as it is written: builtin operators only, no float operator left in a
+full-integer graph, every operator mappable by the Edge TPU compiler for `edgetpu=True`. A JSON
+input contract (and, for ImageNet classifiers, a label file) is written beside it.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+
+import keras
+import numpy as np
+
+from keras_swiftformer.export.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_array
+from keras_swiftformer.export.deploy import architecture_classes, as_model, deploy_model
+from keras_swiftformer.export.errors import ExportError
+from keras_swiftformer.export.report import io_details, op_report, resize_operators
+from keras_swiftformer.export.tensorflow_process import run_in_tensorflow
+from keras_swiftformer.io import write_bytes, write_json
+from keras_swiftformer.layers.numerics import edgetpu_gelu
+from keras_swiftformer.optional import require, require_installed
+from keras_swiftformer.preprocessing import IMAGENET_MEAN, IMAGENET_STD, imagenet_classes
+
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+
+
+def _check_options(quantization, edgetpu, io_dtype, include_preprocessing, batch_size):
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"`quantization` must be one of {QUANTIZATIONS}. Received: quantization={quantization!r}"
+        )
+    if edgetpu:
+        if quantization != "int8":
+            raise ValueError("`edgetpu=True` needs quantization='int8' (the Edge TPU runs only integers).")
+        if batch_size != 1:
+            raise ValueError(f"The Edge TPU needs batch size 1. Received: batch_size={batch_size}")
+    if io_dtype is None:
+        io_dtype = "uint8" if edgetpu else ("int8" if quantization == "int8" else "float32")
+    if include_preprocessing is None:
+        include_preprocessing = bool(edgetpu)
+    if quantization == "int8" and io_dtype not in ("int8", "uint8", "float32"):
+        raise ValueError(f"`io_dtype` for int8 must be int8, uint8 or float32. Received: {io_dtype!r}")
+    if quantization != "int8" and io_dtype != "float32":
+        raise ValueError(f"`io_dtype={io_dtype!r}` needs quantization='int8'.")
+    return io_dtype, include_preprocessing
+
+
+def _frozen_function(model, input_shape, edgetpu):
+    tf = require("tensorflow", "TFLite export", extra="export")
+    convert_to_constants = require(
+        "tensorflow.python.framework.convert_to_constants", "TFLite export", extra="export"
+    )
+    convert_variables_to_constants_v2 = convert_to_constants.convert_variables_to_constants_v2
+
+    function = tf.function(lambda images: model(images, training=False))
+    spec = tf.TensorSpec(input_shape, tf.float32, name="images")
+    if edgetpu:
+        with edgetpu_gelu():
+            concrete = function.get_concrete_function(spec)
+    else:
+        concrete = function.get_concrete_function(spec)
+    # Variables become constants: int8 calibration fails on READ_VARIABLE ops otherwise.
+    return convert_variables_to_constants_v2(concrete)
+
+
+def _tflite_bytes(model, quantization, calibration, input_shape, io_dtype, edgetpu):
+    tf = require("tensorflow", "TFLite export", extra="export")
+
+    frozen = _frozen_function(model, input_shape, edgetpu)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    # Builtin ops only: a file needing the Flex delegate would not run on a stock phone.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantization == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        batch = input_shape[0]
+
+        def representative():
+            for start in range(0, len(calibration) - batch + 1, batch):
+                yield [calibration[start : start + batch]]
+
+        converter.representative_dataset = representative
+        dtypes = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
+        converter.inference_input_type = dtypes[io_dtype]
+        converter.inference_output_type = dtypes[io_dtype]
+    try:
+        return converter.convert()
+    except Exception as error:  # noqa: BLE001 - the converter raises ConverterError and others
+        raise ExportError(
+            f"The TFLite converter failed ({quantization}, builtin ops only, no TF ops): "
+            f"{str(error)[:2000]}"
+        ) from error
+
+
+def _sidecar(path, model_name, details, options, classes):
+    """labels.txt + JSON input contract next to the file (tflite-support, the maintained
+    metadata writer, does not install on Python >= 3.10)."""
+    base = os.path.splitext(os.fspath(path))[0]
+    labels = None
+    if classes == 1000:
+        labels = base + ".labels.txt"
+        write_bytes(labels, "".join(f"{names.split(',')[0]}\n" for _, names in imagenet_classes()).encode())
+    contract = {
+        "model": model_name,
+        **options,
+        "input": details["inputs"][0],
+        "output": details["outputs"][0],
+        **({"outputs": details["outputs"]} if len(details["outputs"]) > 1 else {}),
+        "task": "classification" if classes else "dense (segmentation logits or feature maps)",
+        "pixels": "RGB, channels last, official evaluation transform (shorter side to "
+        "int(256/224*size) bicubic, centre crop)" if classes else
+        "RGB, channels last, resized (aspect ratio kept) and padded to the input size",
+        "normalization": "built into the model: feed pixels in [0, 255]"
+        if options["include_preprocessing"]
+        else {"mean": [m * 255 for m in IMAGENET_MEAN], "std": [s * 255 for s in IMAGENET_STD],
+              "formula": "(pixel - mean) / std"},
+        "labels": os.path.basename(labels) if labels else None,
+    }
+    write_json(base + ".json", contract)
+    return base + ".json"
+
+
+def export_tflite_here(model, path, quantization, calibration, input_size, batch_size,
+                       edgetpu, include_preprocessing, io_dtype):
+    """`export_tflite` on the TensorFlow backend, in this process."""
+    deployed = deploy_model(model, input_size, batch_size, include_preprocessing)
+    input_shape = tuple(deployed.inputs[0].shape)
+    content = _tflite_bytes(deployed, quantization, calibration, input_shape, io_dtype, edgetpu)
+    report = op_report(content)
+    if quantization == "int8":
+        floating = [row["op"] for row in report if not row["integer"] and row["op"] not in ("QUANTIZE", "DEQUANTIZE")]
+        if floating:
+            raise ExportError(f"Full-integer export left float operators in the graph: {floating}")
+    if edgetpu:
+        unmapped = [f"{row['op']} v{row['version']}" for row in report if not row["edgetpu"]]
+        if unmapped:
+            raise ExportError(f"The Edge TPU graph holds operators the Edge TPU cannot map: {unmapped}")
+    write_bytes(path, content)
+    details = io_details(content)
+    options = {"quantization": quantization, "edgetpu": edgetpu,
+               "include_preprocessing": include_preprocessing, "io_dtype": io_dtype}
+    sidecar = _sidecar(path, model.name, details, options, architecture_classes(model))
+    result = {"path": os.fspath(path), "bytes": len(content), "ops": report, "io": details,
+              "sidecar": sidecar, **options}
+    resizes = resize_operators(content)
+    if resizes:
+        result["resizes"] = resizes
+    if edgetpu:
+        result["edgetpu_compiler"] = run_edgetpu_compiler(path)
+    return result
+
+
+def run_edgetpu_compiler(path):
+    """Runs `edgetpu_compiler` on the file when it is on PATH (it is not installable on every
+    machine, so nothing depends on it) and reports how many operators it maps.
+
+    Returns None when the compiler is absent, else a dict with its verdict and log.
+    """
+    compiler = shutil.which("edgetpu_compiler")
+    if compiler is None:
+        return None
+    directory = os.path.dirname(os.path.abspath(path))
+    process = subprocess.run(
+        [compiler, "--show_operations", "--out_dir", directory, os.fspath(path)],
+        capture_output=True, text=True,
+    )
+    log = process.stdout + process.stderr
+    on_tpu = re.search(r"Number of operations that will run on Edge TPU:\s*(\d+)", log)
+    on_cpu = re.search(r"Number of operations that will run on CPU:\s*(\d+)", log)
+    return {
+        "returncode": process.returncode,
+        "ops_on_edgetpu": int(on_tpu.group(1)) if on_tpu else None,
+        "ops_on_cpu": int(on_cpu.group(1)) if on_cpu else None,
+        "compiled": os.path.splitext(os.fspath(path))[0] + "_edgetpu.tflite",
+        "log": log[-4000:],
+    }
+
+
+def export_tflite(
+    model_or_weights,
+    path,
+    quantization="float32",
+    representative_data=None,
+    input_size=224,
+    batch_size=1,
+    edgetpu=False,
+    include_preprocessing=None,
+    io_dtype=None,
+    num_calibration=DEFAULT_CALIBRATION_IMAGES,
+    variant=None,
+):
+    """Writes a TFLite file of a SwiftFormer classifier, verified to hold builtin ops only.
+
+    Args:
+        model_or_weights: a Keras SwiftFormer (any backend), or weights (`"imagenet"`, a path)
+            together with `variant`.
+        path: the `.tflite` file to write (atomically); `<name>.json` (input contract) and,
+            for ImageNet models, `<name>.labels.txt` are written beside it.
+        quantization: "float32", "float16", "dynamic" (int8 weights, float activations) or
+            "int8" (full integer, calibrated on `representative_data`).
+        representative_data: for int8: a folder of images, a tfds dataset name, a NumPy array
+            or an iterable of arrays (model inputs exactly as `model.predict` takes them; raw
+            [0, 255] pixels when `include_preprocessing`).
+        input_size: side (or (height, width)) of the fixed input.
+        batch_size: fixed batch size (1 for phones and the Edge TPU).
+        edgetpu: restrict the graph to what the Edge TPU compiler maps: full int8, uint8 I/O
+            and preprocessing folded in by default, GELU in its tanh form (see
+            `keras_swiftformer.layers.numerics.edgetpu_gelu`). Fails if any op would not map.
+        include_preprocessing: fold the ImageNet normalisation into the graph so the file
+            takes RGB pixels in [0, 255]. Default: True with `edgetpu`, else False.
+        io_dtype: input/output type of an int8 file: "int8" (default), "uint8" (default
+            with `edgetpu`) or "float32".
+        num_calibration: how many calibration images to use (default 200).
+
+    Returns:
+        A dict: path, size in bytes, the operator report, input/output details, options.
+    """
+    io_dtype, include_preprocessing = _check_options(
+        quantization, edgetpu, io_dtype, include_preprocessing, batch_size
+    )
+    require_installed("tensorflow", "TFLite export (the converter is TensorFlow's)", extra="export")
+    if not os.fspath(path).endswith(".tflite"):
+        raise ValueError(f"`path` must end in '.tflite'. Received: path={path!r}")
+    model = as_model(model_or_weights, variant)
+    calibration = None
+    if quantization == "int8":
+        if representative_data is None:
+            raise ValueError("quantization='int8' needs `representative_data` to calibrate on.")
+        size = input_size if np.isscalar(input_size) else max(input_size)
+        calibration = calibration_array(representative_data, num_calibration, size, include_preprocessing)
+        expected = (input_size, input_size) if np.isscalar(input_size) else tuple(input_size)
+        if calibration.shape[1:3] != expected:
+            raise ValueError(
+                f"Calibration images are {calibration.shape[1:3]} but the model input is "
+                f"{expected}: resize them, or set `input_size`."
+            )
+        if len(calibration) < batch_size:
+            raise ValueError(f"Need at least batch_size={batch_size} calibration images.")
+    options = dict(quantization=quantization, input_size=input_size, batch_size=batch_size,
+                   edgetpu=edgetpu, include_preprocessing=include_preprocessing, io_dtype=io_dtype)
+    if keras.backend.backend() != "tensorflow":
+        return run_in_tensorflow({"format": "tflite", "path": os.fspath(path), **options}, model, calibration)
+    return export_tflite_here(model, path, calibration=calibration, **options)

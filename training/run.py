@@ -1,0 +1,115 @@
+"""What the two training recipes share: the output folder and resuming into it, the
+distribution scope, logs and plots, the final files, and the command lines' error handling."""
+
+import contextlib
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+
+from keras_swiftformer.io import atomic_path, write_json
+from keras_swiftformer.optional import MissingDependencyError, require
+from keras_swiftformer.training.data import DatasetError
+from keras_swiftformer.weights import WeightsDownloadError, save_weights
+
+BACKUP = "backup"
+# What a command line reports as "error: ..." with exit code 1 instead of a traceback.
+USER_ERRORS = (DatasetError, ValueError, FileNotFoundError, MissingDependencyError, WeightsDownloadError)
+
+
+def prepare_output(output, resume, markers=(BACKUP,)):
+    """Creates the output folder; one holding an interrupted run (any of `markers`) is only
+    continued when `resume` is set."""
+    os.makedirs(output, exist_ok=True)
+    if not resume and any(os.path.exists(os.path.join(output, marker)) for marker in markers):
+        raise ValueError(
+            f"{output} holds an interrupted run. Pass resume=True (--resume) to continue it, or "
+            "choose another output folder."
+        )
+
+
+def backed_up_epoch(backup_dir, default):
+    """The epoch BackupAndRestore will resume from, so the data pipeline starts there too."""
+    path = os.path.join(backup_dir, "training_metadata.json")
+    if os.path.exists(path):
+        with open(path) as file:
+            return int(json.load(file)["epoch"])
+    return default
+
+
+def distribution_scope(data_parallel):
+    """A factory of contexts in which to build and compile the model.
+
+    Data parallelism runs on the existing engines: Keras' DataParallel on JAX (set globally),
+    one MirroredStrategy on TensorFlow (model and optimizer must be created in its scope).
+    The PyTorch backend has no multi-device `fit` in Keras.
+    """
+    if not data_parallel:
+        return contextlib.nullcontext
+    backend = keras.backend.backend()
+    if backend == "jax":
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        return contextlib.nullcontext
+    if backend == "tensorflow":
+        tf = require("tensorflow", "data-parallel training on the TensorFlow backend")
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
+            d.name for d in tf.config.list_logical_devices("CPU")
+        ]
+        return tf.distribute.MirroredStrategy(devices).scope
+    raise ValueError(
+        "data_parallel=True works on the JAX (keras.distribution.DataParallel) and TensorFlow "
+        "(tf.distribute.MirroredStrategy) backends; Keras' PyTorch backend trains on one device."
+    )
+
+
+def csv_log(output, resume):
+    """The CSV logger of a run and its path; a resumed run appends to its log."""
+    path = os.path.join(output, "log.csv")
+    return keras.callbacks.CSVLogger(path, append=resume and os.path.exists(path)), path
+
+
+def learning_curves(csv_path, png_path):
+    """Loss and accuracy per epoch from the CSV log, as a PNG."""
+    matplotlib = require("matplotlib", "plotting learning curves")
+    matplotlib.use("Agg")
+    plt = require("matplotlib.pyplot", "plotting learning curves")
+
+    rows = np.atleast_1d(np.genfromtxt(csv_path, delimiter=",", names=True))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = rows["epoch"] + 1
+    left.plot(epochs, rows["loss"], label="train")
+    left.plot(epochs, rows["val_loss"], label="validation")
+    left.set_xlabel("epoch"), left.set_ylabel("loss"), left.legend()
+    right.plot(epochs, rows["top1"], label="train top-1")
+    right.plot(epochs, rows["val_top1"], label="validation top-1")
+    right.plot(epochs, rows["val_top5"], label="validation top-5")
+    right.set_xlabel("epoch"), right.set_ylabel("accuracy"), right.legend()
+    figure.tight_layout()
+    with atomic_path(png_path) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
+    plt.close(figure)
+
+
+def save_final(model, output):
+    """`final.weights.h5` and `final.keras` (the whole model, loadable without this code's
+    arguments) in the output folder; returns both paths."""
+    weights = save_weights(model, os.path.join(output, "final.weights.h5"))
+    whole = os.path.join(output, "final.keras")
+    with atomic_path(whole, suffix=".keras") as temporary:
+        model.save(temporary)
+    return weights, whole
+
+
+def write_metrics(output, metrics):
+    return write_json(os.path.join(output, "metrics.json"), metrics)
+
+
+def run_command(function):
+    """Runs a command line's work: a user error is one line on stderr and exit code 1."""
+    try:
+        return function()
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
