@@ -93,17 +93,8 @@ def convert_checkpoint(source, output=None, variant=None, attention_pooling=None
 def fetch_weights(variant, weights="imagenet", mirror=None, timeout=pretrained.DEFAULT_TIMEOUT,
                   force=False):
     """The path of the cached Keras weights of a pretrained variant, fetching and converting
-    the official checkpoint first if needed.
-
-    Args:
-        variant: "XS", "S", "L1" or "L3".
-        weights: "imagenet" (current official release) or "imagenet_v1" (first release,
-            Hugging Face Hub checkpoints).
-        mirror: URL prefix or local folder to fetch from instead of the original hosts
-            (default: `KERAS_SWIFTFORMER_MIRROR`).
-        timeout: seconds without data after which a download fails.
-        force: fetch and convert again even if a cached file exists.
-    """
+    the official checkpoint first if needed (arguments as `weights.pretrained.fetch_checkpoint`;
+    `force`: fetch and convert again even if a cached file exists)."""
     variant, _ = get_variant(variant)
     cached = None if force else pretrained.cached_weights(variant, weights)
     if cached:

@@ -2,8 +2,10 @@
 
 A backend is chosen when Keras is first imported, so each backend needs its own pytest
 process. Extra arguments go to pytest, e.g. `python scripts/run_tests.py -k parity -x`.
-`--backends jax,torch` picks backends. Exits non-zero if any run failed or ran no test
-(pytest's exit code 5). Prints one combined closing line.
+`--backends jax,torch` picks backends. Tests marked `any_backend` (the backend cannot change
+their result: file formats, downloads, command lines, export, which always runs on TensorFlow)
+run in the first backend's session only. Exits non-zero if any run failed or ran no test
+(pytest's exit code 5). Prints the time of each backend and one combined closing line.
 """
 
 import argparse
@@ -24,11 +26,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default=",".join(BACKENDS))
     args, pytest_args = parser.parse_known_args(argv)
+    marker, pytest_args = _marker_expression(pytest_args)
+    timings = []
     totals = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
     failures = []
-    for backend in args.backends.split(","):
+    backends = args.backends.split(",")
+    for backend in backends:
         if backend not in BACKENDS:
             parser.error(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    for index, backend in enumerate(backends):
+        expression = marker if index == 0 else " and ".join(
+            f"({part})" for part in (marker, "not any_backend") if part
+        )
         print(f"\n===== KERAS_BACKEND={backend} =====", flush=True)
         # One thread per numeric library per pytest worker: two workers on two cores would
         # otherwise oversubscribe the CPU several times over.
@@ -38,7 +47,8 @@ def main(argv=None):
         )
         start = time.time()
         process = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args],
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+             *(["-m", expression] if expression else []), *pytest_args],
             cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         last_line = ""
@@ -50,14 +60,33 @@ def main(argv=None):
         counts = {kind.rstrip("s").replace("errors", "error"): int(n) for n, kind in _COUNT.findall(last_line)}
         for kind in totals:
             totals[kind] += counts.get(kind, 0)
-        print(f"===== {backend}: exit {code} in {time.time() - start:.0f}s =====", flush=True)
+        elapsed = time.time() - start
+        timings.append((backend, elapsed, last_line.strip().strip("= ")))
+        print(f"===== {backend}: exit {code} in {elapsed:.0f}s =====", flush=True)
         if code != 0:
             failures.append(f"{backend} (pytest exit {code}{', no tests ran' if code == 5 else ''})")
+    print("\ntime per backend:")
+    for backend, elapsed, summary in timings:
+        print(f"  {backend:<10} {elapsed / 60:5.1f} min  ({summary})")
+    print(f"  {'total':<10} {sum(t for _, t, _ in timings) / 60:5.1f} min")
     if failures:
         print("failed backends: " + ", ".join(failures))
     failed = totals["failed"] + totals["error"] + (len(failures) if not totals["failed"] + totals["error"] else 0)
     print(f"all backends: {totals['passed']} passed, {failed} failed, {totals['skipped']} skipped")
     return 1 if failures else 0
+
+
+def _marker_expression(pytest_args):
+    """Takes a user's `-m EXPR` out of the pytest arguments, to combine it with ours."""
+    rest, marker, arguments = [], "", iter(pytest_args)
+    for argument in arguments:
+        if argument == "-m":
+            marker = next(arguments, "")
+        elif argument.startswith("-m") and len(argument) > 2:
+            marker = argument[2:]
+        else:
+            rest.append(argument)
+    return marker, rest
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from helpers import TINY, assert_stage_close, optional, random_images, to_numpy
 from keras_swiftformer import VARIANTS, SwiftFormerBackbone
 
 
+@pytest.mark.any_backend
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_pyramid_shapes(variant):
     backbone = SwiftFormerBackbone(variant)

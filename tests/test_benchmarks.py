@@ -7,10 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from helpers import BACKEND, ROOT, optional
+from helpers import ROOT, optional
+
+# Every runtime runs in its own subprocess whatever the backend of the test session.
+pytestmark = pytest.mark.any_backend
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="runs once: every runtime gets its own subprocess anyway")
 def test_quick_benchmark_covers_every_runtime(tmp_path):
     for module in ("torch", "transformers", "jax", "onnxruntime", "tf2onnx", "ai_edge_litert", "matplotlib"):
         optional(module)

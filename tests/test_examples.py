@@ -8,9 +8,12 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import BACKEND, ROOT, optional, tiny_model
+from helpers import ROOT, optional, tiny_model
 
 EXAMPLES = os.path.join(ROOT, "examples")
+# The scripts are backend-agnostic Keras; the layers and models they use are tested on every
+# backend by the other modules.
+pytestmark = pytest.mark.any_backend
 
 
 def test_quickstart_runs():
@@ -23,7 +26,6 @@ def test_quickstart_runs():
     assert "stage at stride 32: (1, 7, 7, 220)" in result.stdout
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="runs once; the script is backend-agnostic Keras")
 def test_transfer_learning_example(tmp_path, monkeypatch):
     tfds = optional("tensorflow_datasets")
     optional("torch")
@@ -92,7 +94,6 @@ def test_segment_photo_writes_an_overlay(tmp_path):
     assert missing.returncode != 0 and "training.segment" in missing.stderr
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="runs once; keras-hub's RetinaNet is tested on every backend in test_backbone")
 def test_retinanet_example_trains_and_draws(tmp_path):
     optional("keras_hub")
     optional("skimage")

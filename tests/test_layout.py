@@ -8,9 +8,9 @@ import sys
 import zipfile
 
 import pytest
+from helpers import ROOT
 
 import keras_swiftformer
-from helpers import ROOT
 
 pytestmark = pytest.mark.any_backend
 

@@ -1,6 +1,7 @@
 """Semantic FPN segmenter: building blocks against PyTorch, learning on real pixels, the
 scene_parse150 and folder pipelines, int8/Edge TPU export, bad inputs."""
 
+import csv
 import json
 import os
 
@@ -122,6 +123,7 @@ def trained(shapes_folder, tmp_path_factory):
         return output, json.load(file)
 
 
+@pytest.mark.any_backend  # the slow end-to-end run; test_segmenter_fit_step runs everywhere
 def test_segmenter_learns_shapes_on_photographs(trained):
     """Disks and striped squares of random colours on real photographs. Predicting the
     majority class everywhere (background, about 80% of pixels) gives mIoU = IoU_bg / 3,
@@ -137,6 +139,24 @@ def test_segmenter_learns_shapes_on_photographs(trained):
         assert os.path.exists(os.path.join(output, name))
 
 
+def test_segmenter_fit_step(shapes_folder, tmp_path):
+    """One epoch of the segmentation recipe on this backend: the loss is finite, the weights
+    move, the metrics are well formed (the long learning run above runs once)."""
+    optional("tensorflow")
+    from training.segment import train_segmenter
+
+    model = tiny_segmenter(dropout=0.0)
+    before = [to_numpy(v).copy() for v in model.trainable_weights]
+    metrics = train_segmenter(model, dataset=shapes_folder, epochs=1, batch_size=32, crop_size=SIZE,
+                              output=str(tmp_path), verbose=0)
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert len(rows) == 1 and np.isfinite(float(rows[0]["loss"])) and np.isfinite(float(rows[0]["val_loss"]))
+    moved = [not np.array_equal(a, to_numpy(b)) for a, b in zip(before, model.trainable_weights)]
+    assert sum(moved) > 0.9 * len(moved)
+    assert 0.0 <= metrics["val_miou"] <= 1.0 and set(metrics["per_class_iou"]) == set(CLASS_NAMES)
+
+
+@pytest.mark.any_backend
 def test_int8_and_edgetpu_segmenter_agree_with_float(trained, shapes_folder, tmp_path):
     """Export runs on TensorFlow (a subprocess on other backends); once is enough."""
     if BACKEND != "tensorflow":
@@ -181,6 +201,7 @@ def _valid_scene_parse(count=24):
     return tf.data.Dataset.from_tensor_slices({"image": images, "annotation": annotations})
 
 
+@pytest.mark.any_backend
 def test_scene_parse150_offline_with_mock_data(tmp_path):
     tfds = optional("tensorflow_datasets")
     from training.segment import train_segmenter
@@ -206,6 +227,7 @@ def _pair(folder, name, image_size, mask_size, label):
     Image.fromarray(np.full(mask_size, label, np.uint8)).save(os.path.join(folder, "masks", name + ".png"))
 
 
+@pytest.mark.any_backend
 def test_bad_segmentation_inputs(tmp_path):
     optional("PIL")
     from training.segment import main, train_segmenter
@@ -238,6 +260,7 @@ def test_bad_segmentation_inputs(tmp_path):
     assert main(["--dataset", str(tmp_path / "missing"), "--output", str(tmp_path / "f"), "--weights", "none"]) == 1
 
 
+@pytest.mark.any_backend
 def test_bare_backbone_exports_its_pyramid(tmp_path):
     if BACKEND != "tensorflow":
         pytest.skip("export is exercised from the TensorFlow session (other backends: test_export)")
@@ -269,11 +292,10 @@ class _Crash(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated kill after epoch 2")
 
 
+@pytest.mark.any_backend
 def test_segmentation_kill_and_resume(tmp_path):
     """`resume=True` continues the epoch counter, the schedule and the weights."""
     optional("skimage")
-    import csv
-
     from training.segment import train_segmenter
 
     if BACKEND == "tensorflow":

@@ -9,7 +9,6 @@ gets a checkpoint per epoch, CSV and TensorBoard logs, `final.weights.h5`, `metr
 interrupted run from its last completed epoch, with the same optimiser state and schedule.
 """
 
-import argparse
 import os
 import sys
 
@@ -31,6 +30,7 @@ from training.run import (
     learning_curves,
     prepare_output,
     run_command,
+    run_parser,
     save_final,
     write_metrics,
 )
@@ -196,28 +196,21 @@ def finetune(
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="python -m training.finetune", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="XS", help="XS, S, L1 or L3")
-    parser.add_argument("--weights", default="imagenet", help="imagenet, imagenet_v1, a path, or none")
-    parser.add_argument("--dataset", required=True, help="tfds name or folder of class subfolders")
-    parser.add_argument("--data-dir", help="tensorflow-datasets data_dir")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser = run_parser(
+        "python -m training.finetune", __doc__.splitlines()[0], model="XS",
+        weights_help="imagenet, imagenet_v1, a path, or none",
+        dataset_help="tfds name or folder of class subfolders", batch_size=64,
+    )
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--validation-split", type=float, default=0.1)
-    parser.add_argument("--lr", type=float, help="peak learning rate (default: recipe's)")
-    parser.add_argument("--warmup-epochs", type=int)
-    parser.add_argument("--drop-path-rate", type=float, default=0.0)
+    parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
+    parser.add_argument("--warmup-epochs", type=int, help="default: the recipe's")
     parser.add_argument("--freeze-epochs", type=int, default=0)
     parser.add_argument("--ema-decay", type=float, default=0.0)
     parser.add_argument("--no-randaugment", action="store_true")
-    parser.add_argument("--mixup", type=float)
-    parser.add_argument("--cutmix", type=float)
+    parser.add_argument("--mixup", type=float, help="default: the variant's official setting")
+    parser.add_argument("--cutmix", type=float, help="default: the variant's official setting")
     parser.add_argument("--teacher", help=".keras teacher model for hard distillation")
     parser.add_argument("--data-parallel", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
     return parser
 
 

@@ -1,6 +1,7 @@
 """What the two training recipes share: the output folder and resuming into it, the
 distribution scope, logs and plots, the final files, and the command lines' error handling."""
 
+import argparse
 import contextlib
 import json
 import os
@@ -17,6 +18,26 @@ from keras_swiftformer.weights import WeightsDownloadError, save_weights
 BACKUP = "backup"
 # What a command line reports as "error: ..." with exit code 1 instead of a traceback.
 USER_ERRORS = (DatasetError, ValueError, FileNotFoundError, MissingDependencyError, WeightsDownloadError)
+
+
+def run_parser(prog, description, model, weights_help, dataset_help, batch_size):
+    """The arguments both recipes take, with the same names and meanings."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--model", default=model, help="XS, S, L1 or L3")
+    parser.add_argument("--weights", default="imagenet", help=weights_help)
+    parser.add_argument("--dataset", required=True, help=dataset_help)
+    parser.add_argument("--data-dir", help="tensorflow-datasets data_dir")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--output", required=True, help="the run's folder")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --output")
+    parser.add_argument("--validation-split", type=float, default=0.1,
+                        help="share of a folder dataset held out for validation")
+    parser.add_argument("--drop-path-rate", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
 
 
 def prepare_output(output, resume, markers=(BACKUP,)):

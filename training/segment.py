@@ -11,7 +11,6 @@ The default recipe is the paper's (mmsegmentation's): AdamW, learning rate 2e-4,
 decay 1e-4, polynomial decay with power 0.9, the ADE20K augmentation.
 """
 
-import argparse
 import os
 import sys
 
@@ -32,6 +31,7 @@ from training.run import (
     csv_log,
     prepare_output,
     run_command,
+    run_parser,
     save_final,
     write_metrics,
 )
@@ -162,29 +162,23 @@ def train_segmenter(
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="python -m training.segment", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="L1", help="XS, S, L1 or L3")
-    parser.add_argument("--weights", default="imagenet", help="backbone weights: imagenet, a path, or none")
-    parser.add_argument("--dataset", required=True, help="scene_parse150 or a folder of image/mask pairs")
-    parser.add_argument("--data-dir", help="tensorflow-datasets data_dir")
-    parser.add_argument("--num-classes", type=int)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser = run_parser(
+        "python -m training.segment", __doc__.splitlines()[0], model="L1",
+        weights_help="backbone weights: imagenet, a path, or none",
+        dataset_help="scene_parse150 or a folder of image/mask pairs", batch_size=16,
+    )
+    parser.set_defaults(drop_path_rate=0.1)
+    parser.add_argument("--num-classes", type=int, help="default: 150 for scene_parse150, else classes.txt")
     parser.add_argument("--crop-size", type=int, default=512)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--resume", action="store_true")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--head-norm", choices=("group", "batch"), default="group")
-    parser.add_argument("--drop-path-rate", type=float, default=0.1)
     parser.add_argument("--depths", type=int, nargs=4, help="a custom backbone instead of --model")
     parser.add_argument("--widths", type=int, nargs=4, help="a custom backbone instead of --model")
     parser.add_argument("--fpn-channels", type=int, default=256)
     parser.add_argument("--head-channels", type=int, default=128)
     parser.add_argument("--norm-groups", type=int, default=32)
-    parser.add_argument("--validation-split", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
     return parser
 
 
