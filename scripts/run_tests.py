@@ -4,7 +4,8 @@ A backend is chosen when Keras is first imported, so each backend needs its own 
 process. Extra arguments go to pytest, e.g. `python scripts/run_tests.py -k parity -x`.
 `--backends jax,torch` picks backends. Tests marked `any_backend` (the backend cannot change
 their result: file formats, downloads, command lines, export, which always runs on TensorFlow)
-run in the first backend's session only. Exits non-zero if any run failed or ran no test
+run in one session only, the one their marker's `runs_on=` names or the first (see
+tests/conftest.py). Exits non-zero if any run failed or ran no test
 (pytest's exit code 5). Prints the time of each backend and one combined closing line.
 """
 
@@ -26,7 +27,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default=",".join(BACKENDS))
     args, pytest_args = parser.parse_known_args(argv)
-    marker, pytest_args = _marker_expression(pytest_args)
     timings = []
     totals = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
     failures = []
@@ -34,21 +34,17 @@ def main(argv=None):
     for backend in backends:
         if backend not in BACKENDS:
             parser.error(f"unknown backend {backend!r}; choose from {BACKENDS}")
-    for index, backend in enumerate(backends):
-        expression = marker if index == 0 else " and ".join(
-            f"({part})" for part in (marker, "not any_backend") if part
-        )
+    for backend in backends:
         print(f"\n===== KERAS_BACKEND={backend} =====", flush=True)
         # One thread per numeric library per pytest worker: two workers on two cores would
         # otherwise oversubscribe the CPU several times over.
         environment = dict(
-            os.environ, KERAS_BACKEND=backend, OMP_NUM_THREADS="1",
+            os.environ, KERAS_BACKEND=backend, KSF_SESSION_BACKENDS=",".join(backends), OMP_NUM_THREADS="1",
             TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1",
         )
         start = time.time()
         process = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-             *(["-m", expression] if expression else []), *pytest_args],
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args],
             cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         last_line = ""
@@ -74,19 +70,6 @@ def main(argv=None):
     failed = totals["failed"] + totals["error"] + (len(failures) if not totals["failed"] + totals["error"] else 0)
     print(f"all backends: {totals['passed']} passed, {failed} failed, {totals['skipped']} skipped")
     return 1 if failures else 0
-
-
-def _marker_expression(pytest_args):
-    """Takes a user's `-m EXPR` out of the pytest arguments, to combine it with ours."""
-    rest, marker, arguments = [], "", iter(pytest_args)
-    for argument in arguments:
-        if argument == "-m":
-            marker = next(arguments, "")
-        elif argument.startswith("-m") and len(argument) > 2:
-            marker = argument[2:]
-        else:
-            rest.append(argument)
-    return marker, rest
 
 
 if __name__ == "__main__":

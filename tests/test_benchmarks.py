@@ -10,7 +10,7 @@ import pytest
 from helpers import ROOT, optional
 
 # Every runtime runs in its own subprocess whatever the backend of the test session.
-pytestmark = pytest.mark.any_backend
+pytestmark = pytest.mark.any_backend(runs_on="torch")
 
 
 def test_quick_benchmark_covers_every_runtime(tmp_path):

@@ -120,7 +120,7 @@ def test_checkpoint_without_distillation_head(tmp_path, reference):
     np.testing.assert_allclose(_logits(model), expected, atol=1e-4)
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 def test_variant_is_inferred_and_checked(tmp_path):
     from keras_swiftformer.models import VARIANTS
 
@@ -142,7 +142,7 @@ def test_variant_is_inferred_and_checked(tmp_path):
     assert sum(int(np.prod(v.shape)) for v in xs.trainable_weights) == reference.num_parameters()
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 def test_unknown_and_missing_keys_are_listed(tmp_path, reference):
     state = official_state_dict(reference[0])
     extra = dict(state, **{"network.0.0.mystery.weight": torch.zeros(3)})
@@ -159,7 +159,7 @@ def test_unknown_and_missing_keys_are_listed(tmp_path, reference):
     assert not (tmp_path / "x.weights.h5").exists()
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 def test_truncated_and_corrupt_files(tmp_path, reference):
     good = _official_pth(reference[0], tmp_path / "good.pth")
     data = good.read_bytes()
@@ -199,7 +199,7 @@ class _RunsCode:
         return (open, (self.marker, "w"))
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 def test_pickle_that_runs_code_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
@@ -213,7 +213,7 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
     assert marker.exists()
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 def test_missing_torch_names_the_extra(tmp_path, monkeypatch, reference):
     import sys
 
@@ -224,7 +224,7 @@ def test_missing_torch_names_the_extra(tmp_path, monkeypatch, reference):
     assert not (tmp_path / "out.weights.h5").exists()
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 def test_command_line(tmp_path, reference, capsys):
     source = _official_pth(reference[0], tmp_path / "official.pth")
     output = tmp_path / "cli.weights.h5"

@@ -13,7 +13,7 @@ from helpers import ROOT, optional, tiny_model
 EXAMPLES = os.path.join(ROOT, "examples")
 # The scripts are backend-agnostic Keras; the layers and models they use are tested on every
 # backend by the other modules.
-pytestmark = pytest.mark.any_backend
+pytestmark = pytest.mark.any_backend(runs_on="torch")  # the fastest backend for small eager models
 
 
 def test_quickstart_runs():

@@ -68,6 +68,8 @@ def test_float_exports_match_keras(tmp_path, which, xs_model, s_model):
     # not fold into their bias. Every other BatchNorm leaves no op of its own.
     depths = model_depths(model)
     assert counts["ADD"] == sum(d - 1 for d in depths) + 4 * len(depths) + 5
+    if which == "S":
+        return  # the quantisations and ONNX below do not depend on the architecture
     fp16 = export_tflite(model, tmp_path / "m16.tflite", quantization="float16", input_size=size)
     # float16 weights: relative error around 1e-3, bounded at 1e-2 of the logits' range.
     assert np.abs(run_file(fp16["path"], images) - expected).max() <= 1e-2 * np.abs(expected).max()

@@ -34,7 +34,7 @@ def test_releases_really_differ(golden):
     assert np.abs(logits - golden["logits_normalize"]).max() > 100 * LOGIT_TOLERANCE
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 def test_every_block_matters(golden):
     """Perturbing any single tensor changes the logits, so parity pins down every tensor's
     mapping (a converter that skipped or swapped a tensor could not pass)."""

@@ -12,7 +12,7 @@ from helpers import ROOT
 
 import keras_swiftformer
 
-pytestmark = pytest.mark.any_backend
+pytestmark = pytest.mark.any_backend(runs_on="torch")
 
 LIBRARY = "keras_swiftformer"
 TOOLS = ("conversion", "training", "benchmarks", "examples", "tests")

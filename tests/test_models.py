@@ -10,7 +10,7 @@ from keras_swiftformer import VARIANTS, SwiftFormer, stage_feature_model
 from keras_swiftformer.models.swiftformer import drop_path_rates
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_parameter_counts_match_the_paper(variant):
     model = keras_swiftformer.build_variant(variant)

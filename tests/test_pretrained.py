@@ -31,7 +31,7 @@ from keras_swiftformer.weights.pretrained import (  # noqa: E402
 
 # Downloads, caching and their failures do not depend on the backend; porting into the model
 # does, and test_conversion and test_golden check it on every backend.
-pytestmark = pytest.mark.any_backend
+pytestmark = pytest.mark.any_backend(runs_on="torch")
 
 XS_ID = PRETRAINED_WEIGHTS["imagenet"]["variants"]["XS"]["id"]
 HUB = "MBZUAI/swiftformer-xs/resolve/main/"

@@ -11,9 +11,10 @@ import pytest
 from helpers import BACKEND, TINY, optional, random_images, to_numpy
 from make_shapes_dataset import CLASS_NAMES, make_shapes_dataset
 
-from keras_swiftformer import SwiftFormerSegmenter
+from keras_swiftformer import SwiftFormer, SwiftFormerSegmenter
 from keras_swiftformer.layers import GroupNormalization, Upsample
 from keras_swiftformer.training import DatasetError
+from keras_swiftformer.weights import save_weights
 
 SIZE = 64  # the shapes set's side; the tiny segmenter's crop
 MIOU_THRESHOLD = 0.42
@@ -67,6 +68,7 @@ def test_segmenter_architecture_and_round_trip(tmp_path):
     assert sorted(again.get_layer("backbone").pyramid_outputs) == ["P2", "P3", "P4", "P5"]
 
 
+@pytest.mark.any_backend(runs_on="torch")
 def test_segmenter_variants_and_arguments():
     model = SwiftFormerSegmenter("XS", num_classes=150, backbone_weights=None, input_shape=(128, 96, 3))
     assert tuple(model.output.shape) == (None, 128, 96, 150)
@@ -82,13 +84,9 @@ def test_segmenter_variants_and_arguments():
 
 
 def test_segmenter_takes_backbone_weights(tmp_path):
-    from keras_swiftformer import SwiftFormer
-
     classifier = SwiftFormer(TINY["depths"], TINY["widths"], classes=TINY["classes"])
     path = str(tmp_path / "tiny.weights.h5")
-    from keras_swiftformer.weights import atomic_save_weights
-
-    atomic_save_weights(classifier, path)
+    save_weights(classifier, path)
     model = tiny_segmenter(backbone_weights=path)
     theirs = {layer.name: layer for layer in classifier.layers if layer.weights}
     shared = [layer for layer in model.get_layer("backbone").layers if layer.name in theirs]
@@ -292,7 +290,7 @@ class _Crash(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated kill after epoch 2")
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")  # finetune's resume test runs on every backend
 def test_segmentation_kill_and_resume(tmp_path):
     """`resume=True` continues the epoch counter, the schedule and the weights."""
     optional("skimage")
