@@ -6,7 +6,9 @@
 
 Every runtime runs in its own process, pinned to the same `--threads` cores, with warm-up and
 the median of repeated runs. Ratios are against torch eager on the official model measured in
-the same run. Writes results.json, results.md, latency.png and resolution.png to --output.
+the same run. Writes results.json, results.md, latency.png and resolution.png to --output
+(runs/benchmarks, a scratch folder), or with --publish to docs/benchmarks, which the README
+embeds.
 """
 
 import argparse
@@ -119,8 +121,10 @@ def _parser():
                         help="runtimes for SwiftFormer in the resolution sweep (self-attention runs in torch eager)")
     parser.add_argument("--no-sweep", action="store_true")
     parser.add_argument("--budget", type=float, default=2.0, help="seconds of timed runs per measurement")
-    parser.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks"),
-                        help="where results.md/json and the plots go (the README embeds docs/benchmarks)")
+    parser.add_argument("--output", default=os.path.join(ROOT, "runs", "benchmarks"),
+                        help="where results.md/json and the plots go (a scratch folder unless --publish)")
+    parser.add_argument("--publish", action="store_true",
+                        help="write to docs/benchmarks, the committed results the README embeds")
     parser.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "keras-swiftformer-benchmarks"),
                         help="exported files are kept here between runs")
     parser.add_argument("--quick", action="store_true", help="XS, batch 1, a two-size sweep: a smoke run")
@@ -129,6 +133,8 @@ def _parser():
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    if args.publish:
+        args.output = os.path.join(ROOT, "docs", "benchmarks")
     if args.quick:
         args.variants, args.batch_sizes, args.sweep_sizes, args.sweep_variant, args.budget = "XS", "1", "224,448", "XS", 0.3
         args.compile_batch_sizes = "1"
@@ -142,7 +148,10 @@ def main(argv=None):
     if args.threads < 1 or args.threads > len(os.sched_getaffinity(0)):
         raise SystemExit(f"error: --threads must be between 1 and the {len(os.sched_getaffinity(0))} cores available")
     for variant in variants + [args.sweep_variant]:
-        get_variant(variant)
+        try:
+            get_variant(variant)
+        except ValueError as error:
+            raise SystemExit(f"error: --variants: {error}") from None
     _check_installed(set(runtimes) | set(sweep_runtimes))
     os.makedirs(args.cache, exist_ok=True)
     sweep_sizes = [int(s) for s in args.sweep_sizes.split(",")]

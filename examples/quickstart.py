@@ -1,54 +1,65 @@
-"""Build a SwiftFormer, optionally load an official checkpoint, and run it on an image.
+"""Build a SwiftFormer, optionally load an official checkpoint, and classify a photograph.
 
     python examples/quickstart.py                                  # random weights
     python examples/quickstart.py --checkpoint SwiftFormer_L1.pth  # an official checkpoint
     python examples/quickstart.py --checkpoint MBZUAI-swiftformer-l1/  # a Hub model folder
+    python examples/quickstart.py --checkpoint ckpt.pth --image my_photo.jpg
 
-Any Keras backend: set KERAS_BACKEND=tensorflow|jax|torch.
+The variant is read from the checkpoint's shapes (--variant only for random weights). Any
+Keras backend: set KERAS_BACKEND=tensorflow|jax|torch.
 """
 
 import argparse
+import os
 import time
 
 import keras
 import numpy as np
 
 import keras_swiftformer
+from keras_swiftformer.variants import find_variant
+from keras_swiftformer.weights import inspect_weights
 
-MEAN = np.array([0.485, 0.456, 0.406], "float32") * 255
-STD = np.array([0.229, 0.224, 0.225], "float32") * 255
-
-
-def sample_image(size=224):
-    """A smooth synthetic RGB image (the package ships no photographs yet)."""
-    y, x = np.mgrid[0:size, 0:size] / size
-    return np.stack([x, y, 1 - x * y], axis=-1).astype("float32") * 255
+PHOTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chelsea.jpg")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="L1", choices=list(keras_swiftformer.VARIANTS))
+    parser.add_argument("--variant", choices=list(keras_swiftformer.VARIANTS),
+                        help="default: the checkpoint's, else L1")
     parser.add_argument("--checkpoint", help="official .pth, transformers file/folder, or .weights.h5")
     parser.add_argument("--attention-pooling", choices=["normalize", "softmax_v1"])
+    parser.add_argument("--image", default=PHOTO, help="default: examples/chelsea.jpg (a tabby cat)")
     args = parser.parse_args()
 
+    weights, variant = None, args.variant
+    if args.checkpoint:
+        weights = inspect_weights(args.checkpoint)  # read once: its shapes name the variant
+        found = find_variant(weights.depths, weights.widths) if weights.depths else None
+        if variant and found and variant != found:
+            parser.error(f"--variant {variant} was given but the checkpoint holds SwiftFormer-{found}")
+        variant = variant or found
+    variant = variant or "L1"
     start = time.time()
-    model = keras_swiftformer.build_variant(
-        args.variant, weights=args.checkpoint, attention_pooling=args.attention_pooling
-    )
+    model = keras_swiftformer.build_variant(variant, weights=weights, attention_pooling=args.attention_pooling)
     print(f"Built {model.name} on the {keras.backend.backend()} backend in {time.time() - start:.1f}s")
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
     print(f"  {trainable / 1e6:.2f}M trainable parameters (paper: "
-          f"{keras_swiftformer.VARIANTS[args.variant]['paper']['params_m']}M)")
+          f"{keras_swiftformer.VARIANTS[variant]['paper']['params_m']}M)")
 
-    images = ((sample_image() - MEAN) / STD)[None]
+    images = keras_swiftformer.load_image(args.image)[None]  # the official evaluation transform
     for size, stage in zip((4, 8, 16, 32), keras_swiftformer.stage_feature_model(model)(images)):
         print(f"  stage at stride {size:2d}: {tuple(stage.shape)}")
-    logits = keras.ops.convert_to_numpy(model(images, training=False))[0]
-    probabilities = np.exp(logits - logits.max())
-    probabilities /= probabilities.sum()
-    top = np.argsort(-probabilities)[:5]
-    print("  top-5 class indices:", ", ".join(f"{i} ({probabilities[i]:.3f})" for i in top))
+    logits = keras.ops.convert_to_numpy(model(images, training=False))
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    print(f"  {os.path.basename(args.image)}, top 5:")
+    if probabilities.shape[-1] == 1000:
+        for _, name, score in keras_swiftformer.decode_predictions(probabilities, top=5)[0]:
+            print(f"    {score:7.2%}  {name}")
+    else:
+        for i in np.argsort(-probabilities[0])[:5]:
+            print(f"    {probabilities[0, i]:7.2%}  class {i}")
     if args.checkpoint is None:
         print("  (random weights: pass --checkpoint to load real ones)")
 

@@ -17,6 +17,7 @@ from keras_swiftformer.convert import convert_checkpoint
 from keras_swiftformer.export import (
     ExportError,
     calibration_array,
+    export_input_size,
     export_onnx,
     export_tflite,
     format_report,
@@ -27,33 +28,41 @@ from keras_swiftformer.optional import MissingDependencyError
 from keras_swiftformer.preprocessing import decode_predictions, load_image, preprocess_input
 from keras_swiftformer.variants import get_variant
 from keras_swiftformer.weights import CheckpointError, WeightsDownloadError
+from keras_swiftformer.weights.keras_files import KERAS_WEIGHTS_SUFFIX
+from keras_swiftformer.weights.sources import inspect_weights
 
 # What a command reports as "error: ..." with exit code 1 instead of a traceback.
 USER_ERRORS = (
     ValueError, FileNotFoundError, MissingDependencyError, WeightsDownloadError, CheckpointError,
     ExportError,
 )
-WEIGHTS_HELP = "imagenet, imagenet_v1, or a .weights.h5/.keras/.pth/.safetensors/.bin path"
+WEIGHTS_HELP = (
+    "imagenet (current official release), imagenet_v1 (first release, Hugging Face Hub), a "
+    ".weights.h5/.keras/.pth/.safetensors/.bin path, or none (random weights)"
+)
+
+
+def _weights(value):
+    """`--weights none` is random initialisation, as in the training recipes."""
+    return None if value.lower() == "none" else value
 
 
 def _parser(prog):
     parser = argparse.ArgumentParser(prog=prog, description="SwiftFormer for Keras 3.")
     commands = parser.add_subparsers(dest="command", required=True)
+    defaults = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}
 
-    predict = commands.add_parser("predict", help="classify images with an ImageNet-1k model")
+    predict = commands.add_parser("predict", help="classify images with an ImageNet-1k or fine-tuned model", **defaults)
     predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
-    predict.add_argument("--model", default="L1", help="XS, S, L1 or L3 (default: L1)")
-    predict.add_argument(
-        "--weights", default="imagenet",
-        help="imagenet (current official release, default), imagenet_v1 (first release, "
-        "Hugging Face Hub), or a .weights.h5/.keras/.pth/.safetensors/.bin path",
-    )
+    predict.add_argument("--model", default="L1", help="XS, S, L1 or L3")
+    predict.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
     predict.add_argument("--top", type=int, default=5, help="classes to print per image")
-    predict.add_argument("--image-size", type=int, default=224)
+    predict.add_argument("--image-size", type=int, default=224, help="side the images are cropped to")
 
     convert = commands.add_parser(
         "convert",
         help="PyTorch checkpoint (official .pth, transformers .safetensors/.bin) -> .weights.h5",
+        **defaults,
     )
     convert.add_argument("source", help="checkpoint file or transformers model folder")
     convert.add_argument("-o", "--output", required=True, help="output .weights.h5 path")
@@ -65,21 +74,39 @@ def _parser(prog):
         "Hub checkpoints (default: inferred from the checkpoint's layout)",
     )
 
-    export = commands.add_parser("export", help="Keras SwiftFormer -> TFLite or ONNX, verified")
-    export.add_argument("--model", required=True, help="XS, S, L1 or L3")
+    export = commands.add_parser("export", help="Keras SwiftFormer -> TFLite or ONNX, verified", **defaults)
+    export.add_argument("--model", default="L1", help="XS, S, L1 or L3")
     export.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
-    export.add_argument("--format", choices=["tflite", "onnx"], default="tflite")
-    export.add_argument("--quantize", choices=["float32", "float16", "dynamic", "int8"], default="float32")
+    export.add_argument("--format", choices=["tflite", "onnx"], default="tflite", help="file format")
+    export.add_argument("--quantize", choices=["float32", "float16", "dynamic", "int8"], default="float32",
+                        help="TFLite weights and activations (int8: full integer, needs --calibration)")
     export.add_argument("--calibration", help="folder of images or tfds dataset name (int8)")
-    export.add_argument("--num-calibration", type=int, default=200)
+    export.add_argument("--num-calibration", type=int, default=200, help="calibration images to use")
     export.add_argument("--edgetpu", action="store_true", help="Edge TPU-compatible full-int8 graph")
     export.add_argument("--include-preprocessing", action="store_true", default=None,
                         help="fold the ImageNet normalisation in: the file takes [0, 255] pixels")
     export.add_argument("--io-dtype", choices=["int8", "uint8", "float32"])
-    export.add_argument("--input-size", type=int, default=224)
+    export.add_argument("--input-size", type=int,
+                        help="side of the fixed input (default: the model's own, else 224)")
     export.add_argument("--dynamic-axes", action="store_true", help="ONNX: free batch and size")
     export.add_argument("-o", "--output", required=True)
     return parser
+
+
+def _class_names(weights, classes):
+    """The names of a model's classes: ImageNet's for 1000, else those its weights file
+    records (written by fine-tuning)."""
+    source = inspect_weights(weights) if isinstance(weights, str) and weights.endswith(KERAS_WEIGHTS_SUFFIX) else None
+    names = getattr(source, "class_names", None)
+    if names and len(names) == classes:
+        return names
+    if classes == 1000:
+        return None  # decode_predictions names them
+    raise ValueError(
+        f"These weights have {classes} classes but record no class names (only fine-tuned "
+        "weights written by `python -m training.finetune` do). Pass ImageNet weights or such a "
+        f"file. Received: --weights {weights}"
+    )
 
 
 def predict(args):
@@ -88,19 +115,20 @@ def predict(args):
     if missing:
         raise FileNotFoundError(f"Image(s) not found: {', '.join(missing)}")
     images = np.stack([load_image(path, args.image_size) for path in args.images])
-    model = build_variant(variant, weights=args.weights)
-    if model.output.shape[-1] != 1000:
-        raise ValueError(
-            f"`predict` names ImageNet-1k classes, but these weights have "
-            f"{model.output.shape[-1]} outputs."
-        )
+    model = build_variant(variant, weights=_weights(args.weights))
+    classes = int(model.output.shape[-1])
+    names = _class_names(args.weights, classes)
     logits = keras.ops.convert_to_numpy(model.predict(images, verbose=0))
     probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probabilities /= probabilities.sum(axis=-1, keepdims=True)
-    for path, top in zip(args.images, decode_predictions(probabilities, top=args.top)):
+    if names is None:
+        tops = decode_predictions(probabilities, top=args.top)
+    else:
+        tops = [[(None, names[i], float(p[i])) for i in np.argsort(-p)[: args.top]] for p in probabilities]
+    for path, top in zip(args.images, tops):
         print(f"{path}:")
         for wnid, name, score in top:
-            print(f"  {score:7.2%}  {name} ({wnid})")
+            print(f"  {score:7.2%}  {name}" + (f" ({wnid})" if wnid else ""))
     return 0
 
 
@@ -114,14 +142,15 @@ def convert(args):
 
 
 def export(args):
-    model = build_variant(args.model, weights=args.weights)
+    model = build_variant(args.model, weights=_weights(args.weights))
+    size = export_input_size(model, args.input_size)
     if args.format == "onnx":
-        result = export_onnx(model, args.output, input_size=args.input_size, dynamic_axes=args.dynamic_axes)
+        result = export_onnx(model, args.output, input_size=size, dynamic_axes=args.dynamic_axes)
         print(f"Wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB, opset {result['opset']}).")
     else:
         result = export_tflite(
             model, args.output, quantization=args.quantize, representative_data=args.calibration,
-            input_size=args.input_size, edgetpu=args.edgetpu,
+            input_size=size, edgetpu=args.edgetpu,
             include_preprocessing=args.include_preprocessing, io_dtype=args.io_dtype,
             num_calibration=args.num_calibration,
         )
@@ -136,9 +165,9 @@ def export(args):
                   f"operations on the Edge TPU, {compiled['ops_on_cpu']} on the CPU.")
     # Verification on real pixels where a calibration folder is at hand, else random ones.
     if args.calibration and os.path.isdir(args.calibration):
-        pixels = calibration_array(args.calibration, 16, args.input_size, include_preprocessing=True)
+        pixels = calibration_array(args.calibration, 16, size, include_preprocessing=True)
     else:
-        pixels = np.random.RandomState(0).uniform(0, 255, (8, args.input_size, args.input_size, 3)).astype("float32")
+        pixels = np.random.RandomState(0).uniform(0, 255, (8, size, size, 3)).astype("float32")
     folded = bool(result.get("include_preprocessing"))
     report = verify(args.output, model, pixels if folded else preprocess_input(pixels))
     print(
@@ -152,8 +181,27 @@ def export(args):
 COMMANDS = {"predict": predict, "convert": convert, "export": export}
 
 
+def _check_combinations(parser, args):
+    """Options that cannot go together are a usage error (exit code 2) naming the flags."""
+    if args.command != "export":
+        return
+    if args.format == "onnx" and args.quantize != "float32":
+        parser.error(
+            f"--quantize {args.quantize} applies to --format tflite only: ONNX files are written in "
+            "float32. Use --format tflite --quantize int8 for an integer file."
+        )
+    if args.format == "onnx" and (args.edgetpu or args.io_dtype or args.include_preprocessing):
+        parser.error("--edgetpu, --io-dtype and --include-preprocessing apply to --format tflite only.")
+    if args.format == "tflite" and args.quantize == "int8" and not args.calibration:
+        parser.error("--quantize int8 needs --calibration: a folder of your images or a tfds dataset name.")
+    if args.format == "tflite" and args.dynamic_axes:
+        parser.error("--dynamic-axes applies to --format onnx only: TFLite files have a fixed input.")
+
+
 def main(argv=None, prog="swiftformer"):
-    args = _parser(prog).parse_args(argv)
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    _check_combinations(parser, args)
     try:
         return COMMANDS[args.command](args)
     except USER_ERRORS as error:

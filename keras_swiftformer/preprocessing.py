@@ -127,8 +127,10 @@ def imagenet_classes():
 def decode_predictions(preds, top=5):
     """Top classes per image: a list (one per image) of (wordnet_id, name, score) tuples.
 
-    `preds`: (batch, 1000) logits or probabilities from an ImageNet-1k SwiftFormer. The score
-    is whatever `preds` holds (apply a softmax first for probabilities).
+    `preds`: (batch, 1000) logits or probabilities from an ImageNet-1k SwiftFormer. Scores
+    are probabilities either way: rows that are not already a probability distribution (the
+    models return logits unless built with `classifier_activation="softmax"`) go through a
+    softmax first.
     """
     preds = np.asarray(keras.ops.convert_to_numpy(preds))
     if preds.ndim != 2 or preds.shape[1] != 1000:
@@ -139,6 +141,12 @@ def decode_predictions(preds, top=5):
     top = int(top)
     if not 1 <= top <= 1000:
         raise ValueError(f"`top` must be between 1 and 1000. Received: top={top}")
+    preds = preds.astype("float64")
+    distributions = (preds >= 0).all(axis=1) & (np.abs(preds.sum(axis=1) - 1.0) < 1e-3)
+    logits = preds[~distributions]
+    if len(logits):
+        exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
+        preds[~distributions] = exponentials / exponentials.sum(axis=1, keepdims=True)
     classes = imagenet_classes()
     results = []
     for row in preds:

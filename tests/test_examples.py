@@ -10,13 +10,16 @@ import numpy as np
 import pytest
 from helpers import ROOT, optional, tiny_model
 
+from keras_swiftformer.models import VARIANTS
+from keras_swiftformer.preprocessing import imagenet_classes
+
 EXAMPLES = os.path.join(ROOT, "examples")
 # The scripts are backend-agnostic Keras; the layers and models they use are tested on every
 # backend by the other modules.
 pytestmark = pytest.mark.any_backend(runs_on="torch")  # the fastest backend for small eager models
 
 
-def test_quickstart_runs():
+def test_quickstart_runs(tmp_path):
     result = subprocess.run(
         [sys.executable, os.path.join(EXAMPLES, "quickstart.py"), "--variant", "XS"],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
@@ -24,6 +27,24 @@ def test_quickstart_runs():
     assert result.returncode == 0, result.stderr[-3000:]
     assert "3.48M trainable parameters" in result.stdout
     assert "stage at stride 32: (1, 7, 7, 220)" in result.stdout
+    # With a checkpoint, the variant is the checkpoint's (not the L1 default), and the top-5
+    # are ImageNet names for the sample photograph.
+    optional("torch")
+    import torch
+    from reference import build_reference, official_state_dict
+
+    spec = VARIANTS["XS"]
+    reference = build_reference(spec["depths"], spec["widths"], attention_pooling="normalize")
+    torch.save({"model": official_state_dict(reference)}, tmp_path / "SwiftFormer_XS.pth")
+    result = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "quickstart.py"), "--checkpoint", str(tmp_path / "SwiftFormer_XS.pth")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Built swiftformer_xs" in result.stdout and "chelsea.jpg, top 5:" in result.stdout
+    names = result.stdout.split("top 5:")[1].strip().splitlines()[:5]
+    imagenet = {name.split(",")[0] for _, name in imagenet_classes()}
+    assert len(names) == 5 and all(line.split("%", 1)[1].strip() in imagenet for line in names), names
 
 
 def test_transfer_learning_example(tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ FLOAT_TOLERANCE = 1e-4
 
 
 def model_depths(model):
-    from keras_swiftformer.export.deploy import architecture
+    from keras_swiftformer.models.swiftformer import architecture
 
     return architecture(model)["depths"]
 
@@ -240,9 +240,30 @@ def test_command_line(tmp_path, capsys):
     assert "edge TPU" in out.out and "Verification against Keras" in out.out
     assert output.exists() and (tmp_path / "xs_edgetpu.json").exists()
     assert (tmp_path / "xs_edgetpu.labels.txt").read_text().splitlines()[281] == "tabby"
-    assert cli(["export", "--model", "XS", "--weights", str(weights), "--quantize", "int8", "-o", str(tmp_path / "x.tflite")]) == 1
-    assert "needs `representative_data`" in capsys.readouterr().err
-    assert not (tmp_path / "x.tflite").exists()
+    # Usage errors: exit code 2, naming the flags, before anything is built or written.
+    for arguments, message in (
+        (["--quantize", "int8", "-o", str(tmp_path / "x.tflite")], "--quantize int8 needs --calibration"),
+        (["--format", "onnx", "--quantize", "int8", "-o", str(tmp_path / "x.onnx")], "ONNX files are written in float32"),
+        (["--dynamic-axes", "-o", str(tmp_path / "x.tflite")], "--dynamic-axes applies to --format onnx"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            cli(["export", "--model", "XS", "--weights", str(weights), *arguments])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "x.tflite").exists() and not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.any_backend
+def test_a_fixed_input_model_exports_at_its_own_size(tmp_path):
+    model = randomise_weights(tiny_model(input_shape=(64, 64, 3)), seed=4)
+    images = random_images((8, 64, 64, 3), seed=6)
+    result = export_tflite(model, tmp_path / "fixed.tflite", quantization="int8", representative_data=images)
+    assert result["io"]["inputs"][0]["shape"] == [1, 64, 64, 3]
+    assert verify(result["path"], model, images, repeats=1)["top1_agreement"] >= 0.75
+    onnx = export_onnx(model, tmp_path / "fixed.onnx")
+    assert np.abs(run_file(onnx["path"], images) - _logits(model, images)).max() <= FLOAT_TOLERANCE
+    with pytest.raises(ValueError, match="`input_size` must be a positive integer"):
+        export_tflite(model, tmp_path / "bad.tflite", input_size=0)
+    assert sorted(os.listdir(tmp_path)) == ["fixed.json", "fixed.onnx", "fixed.tflite"]
 
 
 @pytest.mark.any_backend

@@ -17,13 +17,23 @@ optional("tensorflow")
 optional("PIL")
 optional("matplotlib")
 
-from keras_swiftformer.training import Augmentation, DatasetError, Recipe  # noqa: E402
+from keras_swiftformer import SwiftFormerXS  # noqa: E402
+from keras_swiftformer.cli import main as swiftformer  # noqa: E402
+from keras_swiftformer.training import (  # noqa: E402
+    Augmentation,
+    DatasetError,
+    Recipe,
+    learning_rate_schedule,
+    load_datasets,
+    make_pipeline,
+)
 from training.finetune import finetune  # noqa: E402
 from training.finetune import main as cli  # noqa: E402
 
 PLAIN = Augmentation(random_resized_crop=False, horizontal_flip=True, randaugment=False,
                      random_erasing=0.0, mixup=0.0, cutmix=0.0, label_smoothing=0.1)
-RECIPE = Recipe(learning_rate=3e-3, warmup_epochs=1, weight_decay=0.025)
+# Tuned for these short runs: one warm-up epoch as set, not scaled to the run's length.
+RECIPE = Recipe(learning_rate=3e-3, warmup_epochs=1, weight_decay=0.025, reference_epochs=None)
 
 
 def _digits_folder(root, per_class, corrupt=False):
@@ -110,6 +120,7 @@ def test_kill_and_resume_continues_exactly(small_digits, tmp_path):
     assert max(diffs) < 1e-4, max(diffs)
 
 
+@pytest.mark.any_backend  # Keras' trainable flags: the fit on each backend is covered by the two tests above
 def test_frozen_backbone_then_unfrozen(small_digits, tmp_path):
     model = tiny_model(input_shape=(32, 32, 3))
     before = {v.path: to_numpy(v).copy() for v in model.weights}
@@ -120,6 +131,9 @@ def test_frozen_backbone_then_unfrozen(small_digits, tmp_path):
             snapshots[epoch] = {v.path: to_numpy(v).copy() for v in model.weights}
 
     _run(small_digits, tmp_path, epochs=2, model=model, freeze_epochs=1, callbacks=[Snapshot()])
+    # Both phases are in the log (the second appends to the first) and in the curves.
+    assert [row["epoch"] for row in csv.DictReader(open(tmp_path / "log.csv"))] == ["0", "1"]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["epoch_001.weights.h5", "epoch_002.weights.h5"]
     frozen = snapshots[0]
     backbone = [p for p in before if not p.startswith(("head/", "dist_head/"))]
     # Frozen epoch: backbone weights AND BatchNorm statistics untouched; heads trained.
@@ -130,6 +144,7 @@ def test_frozen_backbone_then_unfrozen(small_digits, tmp_path):
     assert len(changed) > 0.9 * len(backbone)
 
 
+@pytest.mark.any_backend  # a Keras model with compute_loss: the fit on each backend is covered above
 def test_distillation_into_the_distillation_head(small_digits, tmp_path):
     keras.utils.set_random_seed(1)
     teacher = tiny_model(input_shape=(32, 32, 3), distillation=False)
@@ -186,8 +201,11 @@ def test_data_parallel_is_refused_on_torch(small_digits, tmp_path):
 def test_tfds_download_without_network_is_a_clear_error(tmp_path, monkeypatch):
     optional("tensorflow_datasets")
     # Nothing is reachable here; the download must fail with a message that says what to do.
-    with pytest.raises(DatasetError, match="Could not download or prepare the tfds dataset 'beans'.*data_dir"):
+    with pytest.raises(DatasetError, match="Could not download or prepare the tfds dataset 'beans'.*data_dir") as info:
         _run("beans", tmp_path / "out", epochs=1, data_dir=str(tmp_path / "tfds"))
+    # The real preparation code ran as far as the network: no module of tfds was missing
+    # (tensorflow-datasets 4.9.10 imports importlib_resources, which the tfds extra brings).
+    assert "No module named" not in str(info.value) and "ModuleNotFoundError" not in str(info.value)
 
 
 @pytest.mark.any_backend
@@ -199,8 +217,66 @@ def test_command_line(small_digits, tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err[-2000:]
     assert "val_top1" in captured.out and (tmp_path / "cli" / "metrics.json").exists()
+    # The official recipe's 5-epoch warm-up, sized for 300 epochs, is scaled to the run.
+    assert "warm-up scaled from 5 to 0.0167 epochs for a 1-epoch run" in captured.out
+    assert json.load(open(tmp_path / "cli" / "metrics.json"))["recipe"]["warmup_epochs"] == pytest.approx(5 / 300)
     assert cli(["--model", "XS", "--dataset", str(tmp_path / "nothing"), "--output", str(tmp_path / "x")]) == 1
     assert "Dataset folder not found" in capsys.readouterr().err
+
+    # The fine-tuned files are used again with no extra argument: the builder reads the
+    # number of classes from the weights, and `swiftformer predict` names the user's classes.
+    final = str(tmp_path / "cli" / "final.weights.h5")
+    model = SwiftFormerXS(weights=final)
+    assert model.output.shape[-1] == 10
+    assert keras.saving.load_model(str(tmp_path / "cli" / "final.keras")).output.shape[-1] == 10
+    image = os.path.join(small_digits, "digit_7", sorted(os.listdir(os.path.join(small_digits, "digit_7")))[0])
+    assert swiftformer(["predict", image, "--model", "XS", "--weights", final, "--top", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].endswith(".png:") and len(lines) == 4
+    assert all(line.split()[1].startswith("digit_") and line.split()[0].endswith("%") for line in lines[1:])
+    plain = str(tmp_path / "plain.weights.h5")
+    model.save_weights(plain)  # no record of class names: a clear error, not a wrong label
+    assert swiftformer(["predict", image, "--model", "XS", "--weights", plain]) == 1
+    assert "record no class names" in capsys.readouterr().err
+
+
+@pytest.mark.any_backend  # tf.data pipelines: the Keras backend does not run them
+@pytest.mark.parametrize("variant", ["XS", "S", "L1", "L3"])
+def test_the_default_augmentation_of_every_variant_makes_batches(small_digits, variant):
+    """The official per-variant augmentation (RandAugment, random erasing, MixUp/CutMix where the
+    variant's recipe has them) from a folder and from tensorflow-datasets. RandAugment once
+    failed on the unknown channel count of a random crop."""
+    tfds = optional("tensorflow_datasets")
+    augmentation = Augmentation.official(variant)
+    assert augmentation.randaugment == (variant != "XS") and bool(augmentation.mixup) == (variant in ("L1", "L3"))
+    train, _ = load_datasets(small_digits)
+    with tfds.testing.mock_data(num_examples=16):
+        mock, _ = load_datasets("tf_flowers")
+    for split, classes in ((train, 10), (mock, 5)):
+        images, labels = next(iter(make_pipeline(split, classes, 32, 8, training=True, augmentation=augmentation)))
+        assert tuple(images.shape) == (8, 32, 32, 3) and np.isfinite(images).all()
+        np.testing.assert_allclose(np.asarray(labels).sum(-1), 1.0, rtol=1e-5)  # mixed or one-hot
+
+
+@pytest.mark.any_backend
+def test_the_readme_command_with_the_default_recipe(small_digits, tmp_path, capsys):
+    """`python -m training.finetune --model L1 --dataset DIR` as the README shows it: L1's
+    default recipe (RandAugment, random erasing, MixUp/CutMix), from scratch, small images."""
+    code = cli(["--model", "L1", "--weights", "none", "--dataset", small_digits, "--epochs", "1",
+                "--batch-size", "8", "--image-size", "32", "--output", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    assert 0.0 <= json.load(open(tmp_path / "metrics.json"))["val_top1"] <= 1.0
+
+
+def test_short_runs_scale_the_warm_up():
+    recipe, note = Recipe.official().scaled_to(3)
+    assert recipe.warmup_epochs == pytest.approx(0.05) and "from 5 to 0.05 epochs for a 3-epoch run" in note
+    schedule = learning_rate_schedule(recipe, steps_per_epoch=20, epochs=3)
+    assert float(to_numpy(schedule(2))) > 0.9 * recipe.learning_rate  # warm-up over by step 2
+    assert Recipe.official().scaled_to(300) == (Recipe.official(), None)
+    assert Recipe.fine_tuning().scaled_to(3)[0].warmup_epochs == pytest.approx(0.3)
+    kept = Recipe(warmup_epochs=2, reference_epochs=None)
+    assert kept.scaled_to(3) == (kept, None)
 
 
 _DATA_PARALLEL = r"""

@@ -99,8 +99,12 @@ def test_decode_predictions():
     logits[1, 999] = 1.0
     decoded = decode_predictions(logits, top=3)
     assert [row[1] for row in decoded[0]] == ["tabby", "Egyptian cat", "goldfish"]
-    assert decoded[0][0] == ("n02123045", "tabby", 5.0)
+    # Logits in, probabilities out (what the README's `decode_predictions(model.predict(x))`
+    # shows a user); probabilities in, the same probabilities out.
+    expected = np.exp(logits[0]) / np.exp(logits[0]).sum()
+    assert decoded[0][0][:2] == ("n02123045", "tabby") and decoded[0][0][2] == pytest.approx(expected[281])
     assert decoded[1][0][0] == classes[999][0]
+    assert decode_predictions(expected[None], top=1)[0][0][2] == pytest.approx(expected[281])
     with pytest.raises(ValueError, match=r"shape \(samples, 1000\)"):
         decode_predictions(np.zeros((2, 10)))
     with pytest.raises(ValueError, match="`top` must be between 1 and 1000"):

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from helpers import BACKEND, TINY, random_images, randomise_weights, subprocess_environment, tiny_model, to_numpy
 
+from keras_swiftformer import SwiftFormer
+
 IMAGES = random_images((2, 40, 56, 3), seed=11)
 
 
@@ -35,11 +37,16 @@ def test_plain_weights_file_round_trip(tmp_path):
     model = tiny_model()
     randomise_weights(model, seed=1)
     path = str(tmp_path / "plain.weights.h5")
-    model.save_weights(path)  # no metadata: the builder trusts the user's configuration
-    loaded = tiny_model(weights=path)
+    model.save_weights(path)  # no metadata record: the head's size is read from the file
+    loaded = SwiftFormer(TINY["depths"], TINY["widths"], weights=path)  # classes=None
+    assert loaded.output.shape[-1] == TINY["classes"]
     np.testing.assert_allclose(to_numpy(loaded(IMAGES)), to_numpy(model(IMAGES)), atol=1e-6)
+    # Another number of classes: the backbone is loaded and the head is new.
+    three = tiny_model(weights=path, classes=3)
+    assert three.output.shape[-1] == 3
+    np.testing.assert_array_equal(to_numpy(three.get_layer("norm").moving_mean), to_numpy(model.get_layer("norm").moving_mean))
     with pytest.raises(ValueError, match="different architecture or head"):
-        tiny_model(weights=path, classes=3)
+        SwiftFormer((1, 1, 1, 1), TINY["widths"], weights=path)
 
 
 _OTHER_BACKEND = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}

@@ -9,6 +9,7 @@ gets a checkpoint per epoch, CSV and TensorBoard logs, `final.weights.h5`, `metr
 interrupted run from its last completed epoch, with the same optimiser state and schedule.
 """
 
+import dataclasses
 import os
 import sys
 
@@ -16,6 +17,7 @@ import keras
 import numpy as np
 
 from keras_swiftformer.models import build_variant
+from keras_swiftformer.models.swiftformer import architecture
 from keras_swiftformer.training.data import Augmentation, DatasetError, load_datasets, make_pipeline
 from keras_swiftformer.training.distillation import HardDistillation
 from keras_swiftformer.training.metrics import evaluate
@@ -24,6 +26,7 @@ from keras_swiftformer.variants import get_variant
 from keras_swiftformer.weights import save_weights
 from training.run import (
     BACKUP,
+    EpochCheckpoints,
     backed_up_epoch,
     csv_log,
     distribution_scope,
@@ -108,6 +111,9 @@ def finetune(
         variant, _ = get_variant(model)
     augmentation = augmentation or Augmentation.official(variant)
     recipe = recipe or (Recipe.official() if weights in (None, "none") else Recipe.fine_tuning())
+    recipe, scaled = recipe.scaled_to(epochs)
+    if scaled:
+        print(scaled)
     steps = train_split.size // batch_size
     if steps == 0:
         raise DatasetError(
@@ -141,16 +147,11 @@ def finetune(
             trainer(np.zeros((1, image_size, image_size, 3), "float32"))
 
     val_data = make_pipeline(val_split, len(class_names), image_size, batch_size, training=False)
-    logger, log = csv_log(output, resume)
     common = [
-        logger,
         keras.callbacks.TensorBoard(os.path.join(output, "tensorboard")),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(output, "checkpoints", "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
-        ),
+        EpochCheckpoints(os.path.join(output, "checkpoints")),
         *callbacks,
     ]
-    os.makedirs(os.path.join(output, "checkpoints"), exist_ok=True)
 
     def run_phase(first_epoch, last_epoch, backup, trainable_backbone):
         for layer in _backbone_layers(student):
@@ -166,9 +167,11 @@ def finetune(
             train_split, len(class_names), image_size, batch_size, training=True,
             augmentation=augmentation, seed=seed, start_epoch=start, epochs=last_epoch,
         )
+        # The second phase continues the first one's log.
+        logger, _ = csv_log(output, append=resume or first_epoch > 0)
         return trainer.fit(
             train_data, epochs=last_epoch, initial_epoch=first_epoch, steps_per_epoch=steps,
-            validation_data=val_data, callbacks=[restore, *common], verbose=verbose,
+            validation_data=val_data, callbacks=[restore, logger, *common], verbose=verbose,
         )
 
     if freeze_epochs:
@@ -180,16 +183,19 @@ def finetune(
             save_weights(student, frozen_done)
     run_phase(freeze_epochs, epochs, BACKUP, trainable_backbone=True)
 
-    final, final_model = save_final(student, output)
+    final, final_model = save_final(student, output, metadata={
+        **architecture(student), "variant": variant, "class_names": class_names,
+    })
     metrics = evaluate(student, val_data, class_names)
     metrics.update({
         "model": variant or student.name, "weights": weights if isinstance(weights, str) or weights is None else str(weights),
         "dataset": os.fspath(dataset), "epochs": epochs, "batch_size": batch_size,
         "image_size": image_size, "train_examples": train_split.size, "classes": class_names,
         "backend": keras.backend.backend(), "final_weights": final, "final_model": final_model,
+        "recipe": {**dataclasses.asdict(recipe), "scaled": scaled},
     })
     write_metrics(output, metrics)
-    learning_curves(log, os.path.join(output, "learning_curves.png"))
+    learning_curves(os.path.join(output, "log.csv"), os.path.join(output, "learning_curves.png"))
     if os.path.exists(os.path.join(output, FROZEN_DONE)):
         os.remove(os.path.join(output, FROZEN_DONE))
     return metrics
@@ -203,7 +209,7 @@ def _parser():
     )
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
-    parser.add_argument("--warmup-epochs", type=int, help="default: the recipe's")
+    parser.add_argument("--warmup-epochs", type=float, help="default: the recipe's, scaled to --epochs")
     parser.add_argument("--freeze-epochs", type=int, default=0)
     parser.add_argument("--ema-decay", type=float, default=0.0)
     parser.add_argument("--no-randaugment", action="store_true")
@@ -233,7 +239,7 @@ def _run(args):
     if args.lr is not None:
         recipe.learning_rate = args.lr
     if args.warmup_epochs is not None:
-        recipe.warmup_epochs = args.warmup_epochs
+        recipe.warmup_epochs, recipe.reference_epochs = args.warmup_epochs, None  # as asked
     recipe.ema_decay = args.ema_decay
     teacher = keras.saving.load_model(args.teacher, compile=False) if args.teacher else None
     metrics = finetune(

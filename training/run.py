@@ -85,10 +85,23 @@ def distribution_scope(data_parallel):
     )
 
 
-def csv_log(output, resume):
-    """The CSV logger of a run and its path; a resumed run appends to its log."""
+def csv_log(output, append):
+    """The CSV logger of a run and its path; `append` (a resumed run, or a run's second phase)
+    continues an existing log instead of starting it again."""
     path = os.path.join(output, "log.csv")
-    return keras.callbacks.CSVLogger(path, append=resume and os.path.exists(path)), path
+    return keras.callbacks.CSVLogger(path, append=append and os.path.exists(path)), path
+
+
+class EpochCheckpoints(keras.callbacks.Callback):
+    """`epoch_NNN.weights.h5` in `directory` after every epoch, each written atomically: a
+    kill during the write leaves no truncated file that looks like a checkpoint."""
+
+    def __init__(self, directory):
+        super().__init__()
+        self.directory = directory
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_weights(self.model, os.path.join(self.directory, f"epoch_{epoch + 1:03d}.weights.h5"))
 
 
 def learning_curves(csv_path, png_path):
@@ -113,10 +126,10 @@ def learning_curves(csv_path, png_path):
     plt.close(figure)
 
 
-def save_final(model, output):
-    """`final.weights.h5` and `final.keras` (the whole model, loadable without this code's
-    arguments) in the output folder; returns both paths."""
-    weights = save_weights(model, os.path.join(output, "final.weights.h5"))
+def save_final(model, output, metadata=None):
+    """`final.weights.h5` (with `metadata`, the record a SwiftFormer builder reads back) and
+    `final.keras` (the whole model) in the output folder; returns both paths."""
+    weights = save_weights(model, os.path.join(output, "final.weights.h5"), metadata)
     whole = os.path.join(output, "final.keras")
     with atomic_path(whole, suffix=".keras") as temporary:
         model.save(temporary)

@@ -141,7 +141,7 @@ def train_segmenter(
     val_data = make_segmentation_pipeline(val_split, num_classes, crop_size, batch_size, False)
     fit_callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(output, BACKUP)),
-        csv_log(output, resume)[0],
+        csv_log(output, append=resume)[0],
         *callbacks,
     ]
     _label_errors_as_dataset_errors(lambda: segmenter.fit(

@@ -8,7 +8,7 @@ subprocess).
 """
 
 from keras_swiftformer.export.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_array
-from keras_swiftformer.export.deploy import ImageNetNormalization, deploy_model
+from keras_swiftformer.export.deploy import ImageNetNormalization, deploy_model, export_input_size
 from keras_swiftformer.export.errors import ExportError
 from keras_swiftformer.export.onnx import export_onnx
 from keras_swiftformer.export.report import format_report, io_details, op_report
@@ -23,6 +23,7 @@ __all__ = [
     "calibration_array",
     "deploy_model",
     "export_onnx",
+    "export_input_size",
     "export_tflite",
     "file_runner",
     "format_report",

@@ -10,7 +10,7 @@ after the five explicitly padded stride-2 convolutions, which stays as one ADD e
 import keras
 import numpy as np
 
-from keras_swiftformer.models.swiftformer import SwiftFormer, build_variant, stage_output_layers
+from keras_swiftformer.models.swiftformer import SwiftFormer, architecture, build_variant, stage_output_layers
 from keras_swiftformer.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from keras_swiftformer.weights.sources import copy_matching_layers
 
@@ -23,22 +23,6 @@ class ImageNetNormalization(keras.layers.Layer):
         scale = 1.0 / (np.array(IMAGENET_STD, "float32") * 255.0)
         offset = -np.array(IMAGENET_MEAN, "float32") / np.array(IMAGENET_STD, "float32")
         return keras.ops.cast(inputs, "float32") * scale + offset
-
-
-def architecture(model):
-    """depths, widths, attention pooling, classes, distillation of a built SwiftFormer."""
-    stages = stage_output_layers(model)
-    depths = [sum(1 for layer in model.layers if layer.name.startswith(f"stage{i}_")) for i in range(len(stages))]
-    names = {layer.name: layer for layer in model.layers}
-    return {
-        "depths": tuple(depths),
-        "widths": tuple(layer.dim for layer in stages),
-        "attention_pooling": stages[-1].attn.attention_pooling,
-        "classes": names["head"].units if "head" in names else None,
-        "distillation": "dist_head" in names,
-        "activation": keras.activations.serialize(names["predictions"].activation)
-        if "predictions" in names else None,
-    }
 
 
 def is_classifier(model):
@@ -54,6 +38,26 @@ def is_classifier(model):
 def architecture_classes(model):
     """The number of classes of a classifier; None for backbones and segmenters."""
     return architecture(model)["classes"] if is_classifier(model) else None
+
+
+DEFAULT_INPUT_SIZE = 224
+
+
+def export_input_size(model, input_size=None):
+    """The input size to export at: as given, else the model's own fixed input size (a model
+    built with `input_shape=(64, 64, 3)`), else 224."""
+    if input_size is not None:
+        sides = (input_size, input_size) if np.isscalar(input_size) else tuple(input_size)
+        if len(sides) != 2 or any(isinstance(s, bool) or int(s) != s or int(s) < 1 for s in sides):
+            raise ValueError(
+                "`input_size` must be a positive integer side or a (height, width) pair. "
+                f"Received: input_size={input_size!r}"
+            )
+        return input_size if np.isscalar(input_size) else tuple(int(s) for s in sides)
+    height, width = tuple(model.inputs[0].shape)[1:3]
+    if height is not None and width is not None:
+        return int(height) if height == width else (int(height), int(width))
+    return DEFAULT_INPUT_SIZE
 
 
 def as_model(model_or_weights, variant):

@@ -5,7 +5,7 @@ import os
 import keras
 import numpy as np
 
-from keras_swiftformer.export.deploy import as_model, deploy_model
+from keras_swiftformer.export.deploy import as_model, deploy_model, export_input_size
 from keras_swiftformer.export.errors import ExportError
 from keras_swiftformer.export.tensorflow_process import run_in_tensorflow
 from keras_swiftformer.io import write_bytes
@@ -13,20 +13,20 @@ from keras_swiftformer.layers.numerics import onnx_gelu
 from keras_swiftformer.optional import require, require_installed
 
 
-def export_onnx(model_or_weights, path, input_size=224, batch_size=1, dynamic_axes=False,
+def export_onnx(model_or_weights, path, input_size=None, batch_size=1, dynamic_axes=False,
                 opset=17, variant=None):
     """Writes an ONNX file of a SwiftFormer classifier with tf2onnx, checked by onnxruntime.
 
     `dynamic_axes=True` leaves batch, height and width free (SwiftFormer runs at any size);
-    otherwise the input is fixed at (batch_size, input_size, input_size, 3). Opset 17 is read
-    by onnxruntime >= 1.12.
+    otherwise the input is fixed at (batch_size, input_size, input_size, 3), `input_size`
+    defaulting to the model's own fixed size, else 224. Opset 17 is read by onnxruntime >= 1.12.
     """
     if not os.fspath(path).endswith(".onnx"):
         raise ValueError(f"`path` must end in '.onnx'. Received: path={path!r}")
     require_installed("tensorflow", "ONNX export (tf2onnx converts TensorFlow graphs)", extra="export")
     require_installed("tf2onnx", "ONNX export")
     model = as_model(model_or_weights, variant)
-    options = dict(input_size=input_size, batch_size=batch_size, dynamic_axes=dynamic_axes, opset=opset)
+    options = dict(input_size=export_input_size(model, input_size), batch_size=batch_size, dynamic_axes=dynamic_axes, opset=opset)
     if keras.backend.backend() != "tensorflow":
         return run_in_tensorflow({"format": "onnx", "path": os.fspath(path), **options}, model, None)
     return export_onnx_here(model, path, **options)

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from keras_swiftformer.export.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_array
-from keras_swiftformer.export.deploy import architecture_classes, as_model, deploy_model
+from keras_swiftformer.export.deploy import architecture_classes, as_model, deploy_model, export_input_size
 from keras_swiftformer.export.errors import ExportError
 from keras_swiftformer.export.report import io_details, op_report, resize_operators
 from keras_swiftformer.export.tensorflow_process import run_in_tensorflow
@@ -188,7 +188,7 @@ def export_tflite(
     path,
     quantization="float32",
     representative_data=None,
-    input_size=224,
+    input_size=None,
     batch_size=1,
     edgetpu=False,
     include_preprocessing=None,
@@ -208,7 +208,8 @@ def export_tflite(
         representative_data: for int8: a folder of images, a tfds dataset name, a NumPy array
             or an iterable of arrays (model inputs exactly as `model.predict` takes them; raw
             [0, 255] pixels when `include_preprocessing`).
-        input_size: side (or (height, width)) of the fixed input.
+        input_size: side (or (height, width)) of the fixed input; default: the model's own
+            fixed input size, else 224.
         batch_size: fixed batch size (1 for phones and the Edge TPU).
         edgetpu: restrict the graph to what the Edge TPU compiler maps: full int8, uint8 I/O
             and preprocessing folded in by default, GELU in its tanh form (see
@@ -229,6 +230,7 @@ def export_tflite(
     if not os.fspath(path).endswith(".tflite"):
         raise ValueError(f"`path` must end in '.tflite'. Received: path={path!r}")
     model = as_model(model_or_weights, variant)
+    input_size = export_input_size(model, input_size)
     calibration = None
     if quantization == "int8":
         if representative_data is None:

@@ -182,19 +182,19 @@ def SwiftFormer(
     model_inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else inputs
     model = keras.Model(model_inputs, x, name=name)
     if source is not None:
-        _load_weights(source, model, include_top, classes, distillation, attention_pooling)
+        _load_weights(source, model, depths, widths, include_top, classes, distillation, attention_pooling)
     return model
 
 
-def _load_weights(source, model, include_top, classes, distillation, attention_pooling):
+def _load_weights(source, model, depths, widths, include_top, classes, distillation, attention_pooling):
     """Fills `model` from `source`; a model with another head (or none) is filled through a
     donor built with the source's own head, whose backbone layers are then copied."""
     if source.has_head(include_top, classes, distillation):
         source.fill(model)
         return
     donor = SwiftFormer(
-        source.depths,
-        source.widths,
+        depths,
+        widths,
         input_shape=(None, None, model.inputs[0].shape[-1]),
         classes=source.classes,
         distillation=source.distillation,
@@ -290,3 +290,20 @@ def stage_feature_model(model):
         [layer.output for layer in stage_output_layers(model)],
         name=f"{model.name}_stages",
     )
+
+
+def architecture(model):
+    """depths, widths, attention pooling, classes, distillation and classifier activation of a
+    built SwiftFormer (what `SwiftFormer(...)` needs to build it again)."""
+    stages = stage_output_layers(model)
+    depths = [sum(1 for layer in model.layers if layer.name.startswith(f"stage{i}_")) for i in range(len(stages))]
+    names = {layer.name: layer for layer in model.layers}
+    return {
+        "depths": tuple(depths),
+        "widths": tuple(layer.dim for layer in stages),
+        "attention_pooling": stages[-1].attn.attention_pooling,
+        "classes": names["head"].units if "head" in names else None,
+        "distillation": "dist_head" in names,
+        "activation": keras.activations.serialize(names["predictions"].activation)
+        if "predictions" in names else None,
+    }

@@ -15,15 +15,20 @@ class Recipe:
     5-epoch linear warm-up from 1e-6, gradient clipping at global norm 0.01, label smoothing 0.1
     (in `Augmentation`). `fine_tuning()` lowers the learning rate and the warm-up for starting
     from pretrained weights.
+
+    The warm-up is sized for a run of `reference_epochs` (the official 5 epochs are for 300):
+    `scaled_to(epochs)` shortens it in proportion for a shorter run, since a 5-epoch warm-up
+    never ends in a 3-epoch run. `reference_epochs=None` keeps it as set.
     """
 
     learning_rate: float = 2e-3
     weight_decay: float = 0.025
     min_learning_rate: float = 1e-5
     warmup_learning_rate: float = 1e-6
-    warmup_epochs: int = 5
+    warmup_epochs: float = 5
     clip_global_norm: float = 0.01
     ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights
+    reference_epochs: int = 300
 
     @classmethod
     def official(cls):
@@ -31,14 +36,27 @@ class Recipe:
 
     @classmethod
     def fine_tuning(cls):
-        return cls(learning_rate=2e-4, warmup_epochs=1, min_learning_rate=1e-6)
+        # One warm-up epoch for a fine-tuning run of about ten epochs.
+        return cls(learning_rate=2e-4, warmup_epochs=1, min_learning_rate=1e-6, reference_epochs=10)
+
+    def scaled_to(self, epochs):
+        """(this recipe for a run of `epochs`, a sentence saying what was scaled or None)."""
+        if not self.reference_epochs or epochs >= self.reference_epochs or not self.warmup_epochs:
+            return self, None
+        warmup = self.warmup_epochs * epochs / self.reference_epochs
+        note = (
+            f"recipe: warm-up scaled from {self.warmup_epochs:g} to {warmup:.3g} epochs for a "
+            f"{epochs}-epoch run (the {self.warmup_epochs:g} epochs are sized for "
+            f"{self.reference_epochs}); set the warm-up explicitly to keep it"
+        )
+        return dataclasses.replace(self, warmup_epochs=warmup, reference_epochs=None), note
 
 
 def learning_rate_schedule(recipe, steps_per_epoch, epochs):
     """Linear warm-up from `warmup_learning_rate` to `learning_rate`, then cosine decay to
     `min_learning_rate`, per step."""
     total = max(1, steps_per_epoch * epochs)
-    warmup = min(total - 1, steps_per_epoch * recipe.warmup_epochs)
+    warmup = min(total - 1, int(round(steps_per_epoch * recipe.warmup_epochs)))
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=recipe.warmup_learning_rate if warmup else recipe.learning_rate,
         decay_steps=max(1, total - warmup),

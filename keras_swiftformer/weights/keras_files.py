@@ -34,6 +34,35 @@ def save_weights(model, path, metadata=None):
     return path
 
 
+def stored_shapes(path):
+    """The sorted shapes of every variable a `.weights.h5` holds (its layers' `vars`)."""
+    h5py = require("h5py", "reading Keras weights files")
+    shapes = []
+    with h5py.File(path, "r") as file:
+        layers = file.get("layers")
+        if layers is not None:
+            layers.visititems(
+                lambda name, item: shapes.append(tuple(item.shape))
+                if isinstance(item, h5py.Dataset) and "/vars/" in f"/{name}" else None
+            )
+    return sorted(shapes)
+
+
+def read_head(path):
+    """(classes, distillation) of a classifier's `.weights.h5` saved without a metadata record
+    (plain `model.save_weights`), read from its head's bias; None when it has no head.
+
+    Keras 3 stores a functional model's layers by class-derived names in creation order: the
+    class head is `dense` and the distillation head `dense_1` (see `models.swiftformer`).
+    """
+    h5py = require("h5py", "reading Keras weights files")
+    with h5py.File(path, "r") as file:
+        bias = file.get("layers/dense/vars/1")
+        if bias is None or len(bias.shape) != 1:
+            return None
+        return int(bias.shape[0]), "layers/dense_1" in file
+
+
 def read_metadata(path):
     """The metadata record of a `.weights.h5` file, or None if it has none."""
     h5py = require("h5py", "reading Keras weights files")

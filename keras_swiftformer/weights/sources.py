@@ -18,7 +18,13 @@ import keras
 from keras_swiftformer.variants import find_variant
 from keras_swiftformer.weights import pretrained
 from keras_swiftformer.weights.checkpoint import CheckpointError, infer_architecture, read_checkpoint
-from keras_swiftformer.weights.keras_files import KERAS_WEIGHTS_SUFFIX, read_metadata, save_weights
+from keras_swiftformer.weights.keras_files import (
+    KERAS_WEIGHTS_SUFFIX,
+    read_head,
+    read_metadata,
+    save_weights,
+    stored_shapes,
+)
 from keras_swiftformer.weights.port import port_state_dict
 
 HEAD_LAYERS = ("head", "dist_head")
@@ -88,6 +94,12 @@ class WeightsSource(abc.ABC):
 
 
 class KerasWeightsFile(WeightsSource):
+    """A `.weights.h5`: with the library's metadata record (converted, fine-tuned or cached
+    weights) the architecture, head, attention and class names are known; a plain
+    `save_weights` file still tells its head's size."""
+
+    class_names = None
+
     def __init__(self, path):
         super().__init__(path)
         self.path = path
@@ -98,8 +110,24 @@ class KerasWeightsFile(WeightsSource):
             self.classes = int(metadata["classes"])
             self.distillation = bool(metadata["distillation"])
             self.attention_pooling = metadata["attention_pooling"]
+            self.class_names = metadata.get("class_names")
+        else:
+            head = read_head(path)
+            if head is not None:
+                self.classes, self.distillation = head
 
     def fill(self, model):
+        # Keras loads a file of another architecture partly and silently (a layer it does not
+        # find keeps its initial values): compare every variable's shape first.
+        expected = sorted(tuple(variable.shape) for variable in model.weights)
+        stored = stored_shapes(self.path)
+        if stored != expected:
+            raise ValueError(
+                f"Could not load {self.path} into '{model.name}': the file was saved from a "
+                f"model with a different architecture or head ({len(stored)} variables in the "
+                f"file, {len(expected)} in the model, or shapes that differ). Build the same "
+                "configuration it was saved from."
+            )
         try:
             model.load_weights(self.path)
         except Exception as error:
