@@ -23,6 +23,7 @@ from keras_swiftformer.export import (
     format_report,
     verify,
 )
+from keras_swiftformer.export.deploy import architecture_classes
 from keras_swiftformer.models import build_variant
 from keras_swiftformer.optional import MissingDependencyError
 from keras_swiftformer.preprocessing import decode_predictions, load_image, preprocess_input
@@ -93,12 +94,18 @@ def _parser(prog):
     return parser
 
 
-def _class_names(weights, classes):
-    """The names of a model's classes: ImageNet's for 1000, else those its weights file
-    records (written by fine-tuning)."""
+def _recorded_class_names(weights, classes):
+    """The class names a fine-tuned weights file records, or None."""
     source = inspect_weights(weights) if isinstance(weights, str) and weights.endswith(KERAS_WEIGHTS_SUFFIX) else None
     names = getattr(source, "class_names", None)
-    if names and len(names) == classes:
+    return names if names and len(names) == classes else None
+
+
+def _class_names(weights, classes):
+    """The names of a model's classes: those its weights file records (written by
+    fine-tuning), else ImageNet's for 1000 classes (None: decode_predictions names them)."""
+    names = _recorded_class_names(weights, classes)
+    if names:
         return names
     if classes == 1000:
         return None  # decode_predictions names them
@@ -153,6 +160,7 @@ def export(args):
             input_size=size, edgetpu=args.edgetpu,
             include_preprocessing=args.include_preprocessing, io_dtype=args.io_dtype,
             num_calibration=args.num_calibration,
+            class_names=_recorded_class_names(args.weights, architecture_classes(model)),
         )
         print(f"Wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB) and {result['sidecar']}.")
         print(format_report(result["ops"]))

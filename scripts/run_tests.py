@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -42,6 +43,13 @@ def main(argv=None):
             os.environ, KERAS_BACKEND=backend, KSF_SESSION_BACKENDS=",".join(backends), OMP_NUM_THREADS="1",
             TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1",
         )
+        if backend == "jax":
+            # XLA compiles the same small programs again and again (every fit of the same tiny
+            # model, every worker and subprocess): a compilation cache of this run, shared by
+            # its processes, compiles each once. Results are the same; only time changes.
+            cache = tempfile.mkdtemp(prefix="swiftformer-jax-cache-")
+            environment.update(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
         start = time.time()
         process = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args],

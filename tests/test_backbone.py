@@ -54,6 +54,7 @@ def _tiny_encoder():
     return SwiftFormerBackbone(depths=TINY["depths"], widths=TINY["widths"])
 
 
+@pytest.mark.any_backend(runs_on="torch")  # keras-hub's contract; the backbone itself is tested on every backend
 def test_keras_hub_retinanet_with_swiftformer_encoder(tmp_path):
     keras_hub = optional("keras_hub")
     import keras
@@ -81,6 +82,7 @@ def test_keras_hub_retinanet_with_swiftformer_encoder(tmp_path):
     np.testing.assert_allclose(to_numpy(again.backbone(images)["P3"]), to_numpy(detector.backbone(images)["P3"]), atol=1e-5)
 
 
+@pytest.mark.any_backend(runs_on="torch")  # keras-hub's contract; the backbone itself is tested on every backend
 def test_keras_hub_deeplab_v3_with_swiftformer_encoder():
     keras_hub = optional("keras_hub")
     import keras

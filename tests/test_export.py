@@ -199,6 +199,10 @@ def test_bad_inputs_leave_no_file(tmp_path, tiny, monkeypatch):
     (broken / "a.jpg").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="could be read"):
         export_tflite(tiny, target, quantization="int8", representative_data=str(broken), input_size=64)
+    with pytest.raises(ValueError, match="neither a folder of images nor a tensorflow-datasets name"):
+        export_tflite(tiny, target, quantization="int8", representative_data="calibration_typo", input_size=64)
+    with pytest.raises(ValueError, match="calibration folder was not found"):
+        export_tflite(tiny, target, quantization="int8", representative_data=str(tmp_path / "no" / "dir"), input_size=64)
     with pytest.raises(ValueError, match=r"Calibration images are \(32, 32\) but the model input is \(64, 64\)"):
         export_tflite(tiny, target, quantization="int8", representative_data=random_images((4, 32, 32, 3)), input_size=64)
     with pytest.raises(ValueError, match="`quantization` must be one of"):

@@ -77,6 +77,9 @@ def _run(folder, output, epochs, model=None, **kwargs):
     return model, finetune(model, **arguments)
 
 
+# Learning on every backend: test_training.test_fit_learns_a_small_problem, and the exact
+# resume below, which trains on the same digits.
+@pytest.mark.any_backend
 def test_learns_real_digits(digits, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -120,7 +123,7 @@ def test_kill_and_resume_continues_exactly(small_digits, tmp_path):
     assert max(diffs) < 1e-4, max(diffs)
 
 
-@pytest.mark.any_backend  # Keras' trainable flags: the fit on each backend is covered by the two tests above
+@pytest.mark.any_backend(runs_on="torch")  # Keras' trainable flags: fit on each backend is covered above
 def test_frozen_backbone_then_unfrozen(small_digits, tmp_path):
     model = tiny_model(input_shape=(32, 32, 3))
     before = {v.path: to_numpy(v).copy() for v in model.weights}
@@ -144,7 +147,7 @@ def test_frozen_backbone_then_unfrozen(small_digits, tmp_path):
     assert len(changed) > 0.9 * len(backbone)
 
 
-@pytest.mark.any_backend  # a Keras model with compute_loss: the fit on each backend is covered above
+@pytest.mark.any_backend(runs_on="torch")  # a Keras model with compute_loss: fit on each backend is covered above
 def test_distillation_into_the_distillation_head(small_digits, tmp_path):
     keras.utils.set_random_seed(1)
     teacher = tiny_model(input_shape=(32, 32, 3), distillation=False)
@@ -189,6 +192,8 @@ def test_bad_inputs(tmp_path, small_digits):
         _run("no_such_dataset", tmp_path / "d", epochs=1)
     with pytest.raises(DatasetError, match="Dataset folder not found"):
         _run(str(tmp_path / "missing" / "folder"), tmp_path / "e", epochs=1)
+    # A run that fails on its inputs leaves no output folder behind.
+    assert not any((tmp_path / name).exists() for name in "abcde")
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="data parallelism works on the other backends (tested below)")
@@ -238,17 +243,26 @@ def test_command_line(small_digits, tmp_path, capsys):
     model.save_weights(plain)  # no record of class names: a clear error, not a wrong label
     assert swiftformer(["predict", image, "--model", "XS", "--weights", plain]) == 1
     assert "record no class names" in capsys.readouterr().err
+    exported = tmp_path / "digits.tflite"
+    assert swiftformer(["export", "--model", "XS", "--weights", final, "--input-size", "32", "-o", str(exported)]) == 0
+    assert (tmp_path / "digits.labels.txt").read_text().split() == [f"digit_{i}" for i in range(10)]
+    # A finished run is never overwritten, and --resume needs a run to continue.
+    again = ["--model", "XS", "--weights", "none", "--dataset", small_digits, "--epochs", "1", "--output"]
+    capsys.readouterr()
+    assert cli(again + [str(tmp_path / "cli")]) == 1 and "holds a finished run" in capsys.readouterr().err
+    assert cli(again + [str(tmp_path / "new"), "--resume"]) == 1 and "no interrupted run" in capsys.readouterr().err
 
 
-@pytest.mark.any_backend  # tf.data pipelines: the Keras backend does not run them
-@pytest.mark.parametrize("variant", ["XS", "S", "L1", "L3"])
+@pytest.mark.any_backend(runs_on="torch")  # tf.data pipelines: the Keras backend does not run them
+@pytest.mark.parametrize("variant", ["XS", "S", "L1"])
 def test_the_default_augmentation_of_every_variant_makes_batches(small_digits, variant):
     """The official per-variant augmentation (RandAugment, random erasing, MixUp/CutMix where the
     variant's recipe has them) from a folder and from tensorflow-datasets. RandAugment once
-    failed on the unknown channel count of a random crop."""
+    failed on the unknown channel count of a random crop. (L3's recipe is L1's.)"""
     tfds = optional("tensorflow_datasets")
     augmentation = Augmentation.official(variant)
-    assert augmentation.randaugment == (variant != "XS") and bool(augmentation.mixup) == (variant in ("L1", "L3"))
+    assert augmentation.randaugment == (variant != "XS") and bool(augmentation.mixup) == (variant == "L1")
+    assert Augmentation.official("L3") == Augmentation.official("L1")
     train, _ = load_datasets(small_digits)
     with tfds.testing.mock_data(num_examples=16):
         mock, _ = load_datasets("tf_flowers")
@@ -258,14 +272,15 @@ def test_the_default_augmentation_of_every_variant_makes_batches(small_digits, v
         np.testing.assert_allclose(np.asarray(labels).sum(-1), 1.0, rtol=1e-5)  # mixed or one-hot
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")  # the fastest backend for a small eager L1
 def test_the_readme_command_with_the_default_recipe(small_digits, tmp_path, capsys):
     """`python -m training.finetune --model L1 --dataset DIR` as the README shows it: L1's
     default recipe (RandAugment, random erasing, MixUp/CutMix), from scratch, small images."""
-    code = cli(["--model", "L1", "--weights", "none", "--dataset", small_digits, "--epochs", "1",
-                "--batch-size", "8", "--image-size", "32", "--output", str(tmp_path)])
+    folder = _digits_folder(str(tmp_path / "digits"), per_class=5)
+    code = cli(["--model", "L1", "--weights", "none", "--dataset", folder, "--epochs", "1",
+                "--batch-size", "8", "--image-size", "32", "--output", str(tmp_path / "run")])
     assert code == 0, capsys.readouterr().err[-2000:]
-    assert 0.0 <= json.load(open(tmp_path / "metrics.json"))["val_top1"] <= 1.0
+    assert 0.0 <= json.load(open(tmp_path / "run" / "metrics.json"))["val_top1"] <= 1.0
 
 
 def test_short_runs_scale_the_warm_up():

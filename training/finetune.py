@@ -28,6 +28,7 @@ from training.run import (
     BACKUP,
     EpochCheckpoints,
     backed_up_epoch,
+    create_output,
     csv_log,
     distribution_scope,
     learning_curves,
@@ -119,6 +120,7 @@ def finetune(
         raise DatasetError(
             f"batch_size={batch_size} is larger than the training split ({train_split.size} images)."
         )
+    create_output(output)
 
     scope = distribution_scope(data_parallel)
     with scope():

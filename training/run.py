@@ -41,14 +41,25 @@ def run_parser(prog, description, model, weights_help, dataset_help, batch_size)
 
 
 def prepare_output(output, resume, markers=(BACKUP,)):
-    """Creates the output folder; one holding an interrupted run (any of `markers`) is only
-    continued when `resume` is set."""
-    os.makedirs(output, exist_ok=True)
-    if not resume and any(os.path.exists(os.path.join(output, marker)) for marker in markers):
+    """Checks the output folder before anything is loaded or created: an interrupted run (any
+    of `markers`) is only continued with `resume`, a finished run is never overwritten, and
+    `resume` needs a run to continue. The folder itself is created by `create_output`."""
+    interrupted = any(os.path.exists(os.path.join(output, marker)) for marker in markers)
+    finished = os.path.exists(os.path.join(output, "final.weights.h5"))
+    if interrupted and not resume:
         raise ValueError(
             f"{output} holds an interrupted run. Pass resume=True (--resume) to continue it, or "
             "choose another output folder."
         )
+    if finished and not interrupted:
+        raise ValueError(f"{output} holds a finished run (final.weights.h5): choose another output folder.")
+    if resume and not interrupted:
+        raise ValueError(f"resume=True (--resume) but {output} holds no interrupted run to continue.")
+
+
+def create_output(output):
+    """Creates the output folder, once the run's inputs have been checked and loaded."""
+    os.makedirs(output, exist_ok=True)
 
 
 def backed_up_epoch(backup_dir, default):

@@ -28,6 +28,7 @@ from keras_swiftformer.training.segmentation_data import (
 from training.run import (
     BACKUP,
     backed_up_epoch,
+    create_output,
     csv_log,
     prepare_output,
     run_command,
@@ -117,6 +118,7 @@ def train_segmenter(
     steps = train_split.size // batch_size
     if steps == 0:
         raise DatasetError(f"batch_size={batch_size} is larger than the training split ({train_split.size}).")
+    create_output(output)
 
     if isinstance(model, keras.Model):
         segmenter = model

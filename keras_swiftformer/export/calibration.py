@@ -42,6 +42,11 @@ def _folder_images(folder, count, image_size, include_preprocessing):
 
 def _tfds_images(name, count, image_size, include_preprocessing):
     tfds = require("tensorflow_datasets", f"calibrating on the tfds dataset {name!r}")
+    if name.split(":")[0] not in tfds.list_builders():
+        raise ValueError(
+            f"The calibration data {name!r} is neither a folder of images nor a "
+            "tensorflow-datasets name. Pass a folder of your images."
+        )
     try:
         dataset = tfds.load(name.split(":")[0], split="train", shuffle_files=False)
     except Exception as error:  # noqa: BLE001 - tfds raises many kinds
@@ -69,6 +74,8 @@ def calibration_array(data, count, image_size, include_preprocessing):
             return _folder_images(data, count, image_size, include_preprocessing)
         if os.path.exists(data):
             raise ValueError(f"`representative_data` must be a folder of images, not a file: {data}")
+        if os.sep in data or data.startswith("."):
+            raise ValueError(f"The calibration folder was not found: {data}")
         return _tfds_images(data, count, image_size, include_preprocessing)
     if isinstance(data, np.ndarray):
         array = data

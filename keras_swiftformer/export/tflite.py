@@ -99,14 +99,17 @@ def _tflite_bytes(model, quantization, calibration, input_shape, io_dtype, edget
         ) from error
 
 
-def _sidecar(path, model_name, details, options, classes):
+def _sidecar(path, model_name, details, options, classes, class_names=None):
     """labels.txt + JSON input contract next to the file (tflite-support, the maintained
-    metadata writer, does not install on Python >= 3.10)."""
+    metadata writer, does not install on Python >= 3.10). Labels: `class_names` (a fine-tuned
+    model's), else ImageNet's for 1000 classes."""
     base = os.path.splitext(os.fspath(path))[0]
     labels = None
-    if classes == 1000:
+    if class_names is None and classes == 1000:
+        class_names = [names.split(",")[0] for _, names in imagenet_classes()]
+    if class_names is not None:
         labels = base + ".labels.txt"
-        write_bytes(labels, "".join(f"{names.split(',')[0]}\n" for _, names in imagenet_classes()).encode())
+        write_bytes(labels, "".join(f"{name}\n" for name in class_names).encode())
     contract = {
         "model": model_name,
         **options,
@@ -128,7 +131,7 @@ def _sidecar(path, model_name, details, options, classes):
 
 
 def export_tflite_here(model, path, quantization, calibration, input_size, batch_size,
-                       edgetpu, include_preprocessing, io_dtype):
+                       edgetpu, include_preprocessing, io_dtype, class_names=None):
     """`export_tflite` on the TensorFlow backend, in this process."""
     deployed = deploy_model(model, input_size, batch_size, include_preprocessing)
     input_shape = tuple(deployed.inputs[0].shape)
@@ -146,7 +149,7 @@ def export_tflite_here(model, path, quantization, calibration, input_size, batch
     details = io_details(content)
     options = {"quantization": quantization, "edgetpu": edgetpu,
                "include_preprocessing": include_preprocessing, "io_dtype": io_dtype}
-    sidecar = _sidecar(path, model.name, details, options, architecture_classes(model))
+    sidecar = _sidecar(path, model.name, details, options, architecture_classes(model), class_names)
     result = {"path": os.fspath(path), "bytes": len(content), "ops": report, "io": details,
               "sidecar": sidecar, **options}
     resizes = resize_operators(content)
@@ -195,6 +198,7 @@ def export_tflite(
     io_dtype=None,
     num_calibration=DEFAULT_CALIBRATION_IMAGES,
     variant=None,
+    class_names=None,
 ):
     """Writes a TFLite file of a SwiftFormer classifier, verified to hold builtin ops only.
 
@@ -219,6 +223,8 @@ def export_tflite(
         io_dtype: input/output type of an int8 file: "int8" (default), "uint8" (default
             with `edgetpu`) or "float32".
         num_calibration: how many calibration images to use (default 200).
+        class_names: the names for `<name>.labels.txt`, one per class (a fine-tuned model's);
+            default: ImageNet's for a 1000-class model, else no label file.
 
     Returns:
         A dict: path, size in bytes, the operator report, input/output details, options.
@@ -245,8 +251,17 @@ def export_tflite(
             )
         if len(calibration) < batch_size:
             raise ValueError(f"Need at least batch_size={batch_size} calibration images.")
+    classes = architecture_classes(model)
+    if class_names is not None:
+        class_names = [str(name) for name in class_names]
+        if len(class_names) != classes:
+            raise ValueError(
+                f"`class_names` must name each of the model's {classes} classes. "
+                f"Received: {len(class_names)} names"
+            )
     options = dict(quantization=quantization, input_size=input_size, batch_size=batch_size,
                    edgetpu=edgetpu, include_preprocessing=include_preprocessing, io_dtype=io_dtype)
     if keras.backend.backend() != "tensorflow":
-        return run_in_tensorflow({"format": "tflite", "path": os.fspath(path), **options}, model, calibration)
-    return export_tflite_here(model, path, calibration=calibration, **options)
+        return run_in_tensorflow({"format": "tflite", "path": os.fspath(path), "class_names": class_names, **options},
+                                 model, calibration)
+    return export_tflite_here(model, path, calibration=calibration, class_names=class_names, **options)
