@@ -79,7 +79,7 @@ def _run(folder, output, epochs, model=None, **kwargs):
 
 # Learning on every backend: test_training.test_fit_learns_a_small_problem, and the exact
 # resume below, which trains on the same digits.
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 def test_learns_real_digits(digits, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -160,7 +160,7 @@ def test_distillation_into_the_distillation_head(small_digits, tmp_path):
         _run(small_digits, tmp_path / "nodist", epochs=1, model=tiny_model(input_shape=(32, 32, 3), distillation=False), teacher=teacher)
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 def test_tfds_offline_with_mock_data(tmp_path):
     tfds = optional("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=48):
@@ -171,7 +171,7 @@ def test_tfds_offline_with_mock_data(tmp_path):
     assert 0.0 <= metrics["val_top1"] <= 1.0 and metrics["train_examples"] == 48
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 def test_bad_inputs(tmp_path, small_digits):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -202,7 +202,7 @@ def test_data_parallel_is_refused_on_torch(small_digits, tmp_path):
         _run(small_digits, tmp_path, epochs=1, data_parallel=True)
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 def test_tfds_download_without_network_is_a_clear_error(tmp_path, monkeypatch):
     optional("tensorflow_datasets")
     # Nothing is reachable here; the download must fail with a message that says what to do.
@@ -213,7 +213,7 @@ def test_tfds_download_without_network_is_a_clear_error(tmp_path, monkeypatch):
     assert "No module named" not in str(info.value) and "ModuleNotFoundError" not in str(info.value)
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 def test_command_line(small_digits, tmp_path, capsys):
     code = cli([
         "--model", "XS", "--weights", "none", "--dataset", small_digits, "--epochs", "1",

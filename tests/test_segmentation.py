@@ -199,7 +199,7 @@ def _valid_scene_parse(count=24):
     return tf.data.Dataset.from_tensor_slices({"image": images, "annotation": annotations})
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 def test_scene_parse150_offline_with_mock_data(tmp_path):
     tfds = optional("tensorflow_datasets")
     from training.segment import train_segmenter
@@ -225,7 +225,7 @@ def _pair(folder, name, image_size, mask_size, label):
     Image.fromarray(np.full(mask_size, label, np.uint8)).save(os.path.join(folder, "masks", name + ".png"))
 
 
-@pytest.mark.any_backend
+@pytest.mark.any_backend(runs_on="torch")
 def test_bad_segmentation_inputs(tmp_path):
     optional("PIL")
     from training.segment import main, train_segmenter
