@@ -48,10 +48,19 @@ def _weights(value):
     return None if value.lower() == "none" else value
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (None, a flag)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _parser(prog):
     parser = argparse.ArgumentParser(prog=prog, description="SwiftFormer for Keras 3.")
     commands = parser.add_subparsers(dest="command", required=True)
-    defaults = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}
+    defaults = {"formatter_class": HelpFormatter}
 
     predict = commands.add_parser("predict", help="classify images with an ImageNet-1k or fine-tuned model", **defaults)
     predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")

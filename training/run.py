@@ -10,6 +10,7 @@ import sys
 import keras
 import numpy as np
 
+from keras_swiftformer.cli import HelpFormatter
 from keras_swiftformer.io import atomic_path, write_json
 from keras_swiftformer.optional import MissingDependencyError, require
 from keras_swiftformer.training.data import DatasetError
@@ -23,20 +24,20 @@ USER_ERRORS = (DatasetError, ValueError, FileNotFoundError, MissingDependencyErr
 def run_parser(prog, description, model, weights_help, dataset_help, batch_size):
     """The arguments both recipes take, with the same names and meanings."""
     parser = argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        prog=prog, description=description, formatter_class=HelpFormatter
     )
     parser.add_argument("--model", default=model, help="XS, S, L1 or L3")
     parser.add_argument("--weights", default="imagenet", help=weights_help)
     parser.add_argument("--dataset", required=True, help=dataset_help)
     parser.add_argument("--data-dir", help="tensorflow-datasets data_dir")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--epochs", type=int, default=10, help="epochs to train")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="images per step")
     parser.add_argument("--output", required=True, help="the run's folder")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --output")
     parser.add_argument("--validation-split", type=float, default=0.1,
                         help="share of a folder dataset held out for validation")
-    parser.add_argument("--drop-path-rate", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--drop-path-rate", type=float, default=0.0, help="stochastic depth at the last block")
+    parser.add_argument("--seed", type=int, default=0, help="data order, crops and initialisation")
     return parser
 
 
