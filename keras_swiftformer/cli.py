@@ -23,13 +23,11 @@ from keras_swiftformer.export import (
     format_report,
     verify,
 )
-from keras_swiftformer.export.deploy import architecture_classes
 from keras_swiftformer.models import build_variant
 from keras_swiftformer.optional import MissingDependencyError
 from keras_swiftformer.preprocessing import decode_predictions, load_image, preprocess_input
 from keras_swiftformer.variants import get_variant
 from keras_swiftformer.weights import CheckpointError, WeightsDownloadError
-from keras_swiftformer.weights.keras_files import KERAS_WEIGHTS_SUFFIX
 from keras_swiftformer.weights.sources import inspect_weights
 
 # What a command reports as "error: ..." with exit code 1 instead of a traceback.
@@ -103,17 +101,20 @@ def _parser(prog):
     return parser
 
 
-def _recorded_class_names(weights, classes):
-    """The class names a fine-tuned weights file records, or None."""
-    source = inspect_weights(weights) if isinstance(weights, str) and weights.endswith(KERAS_WEIGHTS_SUFFIX) else None
+def _build(variant, weights):
+    """The model of `--model`/`--weights`, and the class names its weights record (written by
+    fine-tuning) or None; the weights are read once."""
+    _, spec = get_variant(variant)
+    weights = _weights(weights)
+    source = None if weights is None else inspect_weights(weights, spec["depths"], spec["widths"])
+    model = build_variant(variant, weights=source)
     names = getattr(source, "class_names", None)
-    return names if names and len(names) == classes else None
+    return model, (names if names and len(names) == model.output.shape[-1] else None)
 
 
-def _class_names(weights, classes):
-    """The names of a model's classes: those its weights file records (written by
-    fine-tuning), else ImageNet's for 1000 classes (None: decode_predictions names them)."""
-    names = _recorded_class_names(weights, classes)
+def _class_names(names, classes, weights):
+    """The names to print: the recorded ones, else ImageNet's for 1000 classes (None:
+    decode_predictions names them)."""
     if names:
         return names
     if classes == 1000:
@@ -131,9 +132,8 @@ def predict(args):
     if missing:
         raise FileNotFoundError(f"Image(s) not found: {', '.join(missing)}")
     images = np.stack([load_image(path, args.image_size) for path in args.images])
-    model = build_variant(variant, weights=_weights(args.weights))
-    classes = int(model.output.shape[-1])
-    names = _class_names(args.weights, classes)
+    model, recorded = _build(variant, args.weights)
+    names = _class_names(recorded, int(model.output.shape[-1]), args.weights)
     logits = keras.ops.convert_to_numpy(model.predict(images, verbose=0))
     probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probabilities /= probabilities.sum(axis=-1, keepdims=True)
@@ -158,7 +158,7 @@ def convert(args):
 
 
 def export(args):
-    model = build_variant(args.model, weights=_weights(args.weights))
+    model, recorded = _build(args.model, args.weights)
     size = export_input_size(model, args.input_size)
     if args.format == "onnx":
         result = export_onnx(model, args.output, input_size=size, dynamic_axes=args.dynamic_axes)
@@ -169,7 +169,7 @@ def export(args):
             input_size=size, edgetpu=args.edgetpu,
             include_preprocessing=args.include_preprocessing, io_dtype=args.io_dtype,
             num_calibration=args.num_calibration,
-            class_names=_recorded_class_names(args.weights, architecture_classes(model)),
+            class_names=recorded,
         )
         print(f"Wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB) and {result['sidecar']}.")
         print(format_report(result["ops"]))
