@@ -1,7 +1,7 @@
 """Benchmark keras-swiftformer against the official PyTorch model on this machine.
 
     python -m benchmarks                       # the full table, sweep and plots (< 15 min, 2 cores)
-    python -m benchmarks --variants L1 --batch-sizes 1 --no-sweep
+    python -m benchmarks --models L1 --batch-sizes 1 --no-sweep
     python -m benchmarks --quick               # a one-minute smoke run
 
 Every runtime runs in its own process, pinned to the same `--threads` cores, with warm-up and
@@ -24,6 +24,7 @@ import tempfile
 import time
 
 from benchmarks.report import write_report
+from keras_swiftformer.cli import HelpFormatter
 from keras_swiftformer.variants import get_variant
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -107,21 +108,23 @@ def machine():
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="XS,S,L1,L3")
-    parser.add_argument("--batch-sizes", default="1,8")
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0], formatter_class=HelpFormatter
+    )
+    parser.add_argument("--models", default="XS,S,L1,L3", help="comma-separated variants")
+    parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes")
+    parser.add_argument("--image-size", type=int, default=224, help="input side")
+    parser.add_argument("--threads", type=int, default=2, help="threads (and pinned cores) per runtime")
     parser.add_argument("--runtimes", default=",".join(RUNTIMES), help="comma-separated subset of " + ",".join(RUNTIMES))
     parser.add_argument("--compile-batch-sizes", default="1",
                         help="batch sizes for torch.compile (each compiles anew: ~1 min per model on 2 cores)")
-    parser.add_argument("--sweep-sizes", default="224,448,672,896,1024")
-    parser.add_argument("--sweep-variant", default="L1")
+    parser.add_argument("--sweep-sizes", default="224,448,672,896,1024", help="input sides of the resolution sweep")
+    parser.add_argument("--sweep-model", default="L1", help="the variant of the resolution sweep")
     parser.add_argument("--sweep-runtimes", default="torch-eager,keras-jax,tflite-float32",
                         help="runtimes for SwiftFormer in the resolution sweep (self-attention runs in torch eager)")
-    parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the resolution sweep")
     parser.add_argument("--budget", type=float, default=2.0, help="seconds of timed runs per measurement")
-    parser.add_argument("--output", default=os.path.join(ROOT, "runs", "benchmarks"),
+    parser.add_argument("-o", "--output", default=os.path.join(ROOT, "runs", "benchmarks"),
                         help="where results.md/json and the plots go (a scratch folder unless --publish)")
     parser.add_argument("--publish", action="store_true",
                         help="write to docs/benchmarks, the committed results the README embeds")
@@ -132,26 +135,27 @@ def _parser():
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.publish:
         args.output = os.path.join(ROOT, "docs", "benchmarks")
     if args.quick:
-        args.variants, args.batch_sizes, args.sweep_sizes, args.sweep_variant, args.budget = "XS", "1", "224,448", "XS", 0.3
+        args.models, args.batch_sizes, args.sweep_sizes, args.sweep_model, args.budget = "XS", "1", "224,448", "XS", 0.3
         args.compile_batch_sizes = "1"
-    variants = [v.strip().upper() for v in args.variants.split(",") if v.strip()]
+    variants = [v.strip().upper() for v in args.models.split(",") if v.strip()]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
     sweep_runtimes = [] if args.no_sweep else [r.strip() for r in args.sweep_runtimes.split(",") if r.strip()]
     unknown = sorted(set(runtimes + sweep_runtimes) - set(RUNTIMES))
     if unknown:
-        raise SystemExit(f"error: unknown runtimes {unknown}; choose from {', '.join(RUNTIMES)}")
+        parser.error(f"unknown runtimes {unknown}; choose from {', '.join(RUNTIMES)}")
     if args.threads < 1 or args.threads > len(os.sched_getaffinity(0)):
-        raise SystemExit(f"error: --threads must be between 1 and the {len(os.sched_getaffinity(0))} cores available")
-    for variant in variants + [args.sweep_variant]:
+        parser.error(f"--threads must be between 1 and the {len(os.sched_getaffinity(0))} cores available")
+    for variant in variants + [args.sweep_model]:
         try:
             get_variant(variant)
         except ValueError as error:
-            raise SystemExit(f"error: --variants: {error}") from None
+            parser.error(f"--models: {error}")
     _check_installed(set(runtimes) | set(sweep_runtimes))
     os.makedirs(args.cache, exist_ok=True)
     sweep_sizes = [int(s) for s in args.sweep_sizes.split(",")]
@@ -159,16 +163,16 @@ def main(argv=None):
     timing = {"warmup": 3, "min_repeats": 5, "max_repeats": 50, "budget_s": args.budget}
     sweep_timing = {"warmup": 1, "min_repeats": 3, "max_repeats": 10, "budget_s": args.budget}
     started = time.time()
-    print(f"benchmarking {', '.join(variants)} at {args.size}x{args.size}, batch {batch_sizes}, {args.threads} threads")
+    print(f"benchmarking {', '.join(variants)} at {args.image_size}x{args.image_size}, batch {batch_sizes}, {args.threads} threads")
 
-    rows = run_job({**common, "worker": "macs", "runtime": "macs", "variants": variants, "sizes": [args.size],
-                    "sweep_variant": args.sweep_variant, "sweep_sizes": [] if args.no_sweep else sweep_sizes})
+    rows = run_job({**common, "worker": "macs", "runtime": "macs", "variants": variants, "sizes": [args.image_size],
+                    "sweep_variant": args.sweep_model, "sweep_sizes": [] if args.no_sweep else sweep_sizes})
     macs = [r for r in rows if "gmacs" in r]
     files = {}
     file_runtimes = [r for r in runtimes if r in FILE_KINDS]
     if file_runtimes:
         exported = run_job({**common, "worker": "export", "runtime": "export", "variants": variants,
-                            "sizes": [args.size], "kinds": [FILE_KINDS[r] for r in file_runtimes]},
+                            "sizes": [args.image_size], "kinds": [FILE_KINDS[r] for r in file_runtimes]},
                            backend="tensorflow")
         files.update(exported[0] if exported and "error" not in exported[0] else {})
     results = []
@@ -177,7 +181,7 @@ def main(argv=None):
         batches = [1] if worker == "files" else batch_sizes
         if runtime == "torch-compile":
             batches = [int(b) for b in args.compile_batch_sizes.split(",")]
-        job = {**common, "worker": worker, "runtime": runtime, "variants": variants, "sizes": [args.size],
+        job = {**common, "worker": worker, "runtime": runtime, "variants": variants, "sizes": [args.image_size],
                "batch_sizes": batches, "timing": timing, "files": files,
                "kind": FILE_KINDS.get(runtime)}
         if worker == "files" and not all(f"{v}/{FILE_KINDS[runtime]}" in files for v in variants):
@@ -187,11 +191,11 @@ def main(argv=None):
     sweep = []
     for runtime in sweep_runtimes + (["torch-eager-mhsa"] if sweep_runtimes else []):
         worker, backend = RUNTIMES.get(runtime, ("torch", None))
-        job = {**common, "worker": worker, "runtime": runtime, "variants": [args.sweep_variant],
+        job = {**common, "worker": worker, "runtime": runtime, "variants": [args.sweep_model],
                "sizes": sweep_sizes, "batch_sizes": [1], "timing": sweep_timing, "max_ms": 4000,
                "kind": FILE_KINDS.get(runtime)}
         if worker == "files":
-            sweep_job = {**common, "worker": "export", "runtime": "export", "variants": [args.sweep_variant],
+            sweep_job = {**common, "worker": "export", "runtime": "export", "variants": [args.sweep_model],
                          "kinds": [FILE_KINDS[runtime]]}
             per_size = {}
             for size in sweep_sizes:
@@ -199,14 +203,14 @@ def main(argv=None):
                 if exported and "error" not in exported[0]:
                     per_size[size] = next(iter(exported[0].values()))
             for size, path in per_size.items():
-                sweep += run_job({**job, "sizes": [size], "files": {f"{args.sweep_variant}/{FILE_KINDS[runtime]}": path}},
+                sweep += run_job({**job, "sizes": [size], "files": {f"{args.sweep_model}/{FILE_KINDS[runtime]}": path}},
                                  log=lambda *_: None)
             print(f"  {runtime}: sweep over {len(per_size)} sizes")
             continue
         sweep += run_job(job, backend)
-    report = {"machine": machine(), "settings": {"variants": variants, "batch_sizes": batch_sizes, "size": args.size,
+    report = {"machine": machine(), "settings": {"variants": variants, "batch_sizes": batch_sizes, "size": args.image_size,
                                                  "threads": args.threads, "budget_s": args.budget,
-                                                 "sweep_sizes": sweep_sizes, "sweep_variant": args.sweep_variant},
+                                                 "sweep_sizes": sweep_sizes, "sweep_variant": args.sweep_model},
               "macs": macs, "results": results, "sweep": sweep, "wall_s": time.time() - started}
     paths = write_report(report, args.output)
     print(open(paths["markdown"]).read())

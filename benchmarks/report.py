@@ -119,7 +119,7 @@ def markdown(report):
     lines += ["", "Targets (ratios from this run):", ""]
     if ratios["best_keras_runtime_L1_batch1"] is None:
         lines.append("* The targets are stated for L1 at batch 1, which this run did not measure "
-                     "(run with --variants including L1 and --batch-sizes including 1).")
+                     "(run with --models including L1 and --batch-sizes including 1).")
         lines.append(f"\nWhole run: {report['wall_s'] / 60:.1f} min.")
         return "\n".join(lines) + "\n"
     lines.append(f"* best Keras backend for L1 at batch 1 ({ratios['best_keras_runtime_L1_batch1']}): "

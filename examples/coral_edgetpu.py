@@ -10,6 +10,7 @@ from PyPI. Falls back to the CPU (LiteRT interpreter) for the uncompiled file wh
 is present, so the script can be tried anywhere.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -70,4 +71,14 @@ def main(model_path, image_path, top=5):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    parser = argparse.ArgumentParser(
+        description=" ".join(__doc__.splitlines()[:2]), formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("model", help="the exported .tflite (its .json contract beside it)")
+    parser.add_argument("image", help="a photograph")
+    parser.add_argument("--top", type=int, default=5, help="classes to print")
+    args = parser.parse_args()
+    for path in (args.model, args.image):
+        if not os.path.isfile(path):
+            parser.error(f"{path} not found")
+    main(args.model, args.image, args.top)

@@ -1,8 +1,8 @@
 """Export SwiftFormer-XS and -L1 in every TFLite flavour and print size, LiteRT latency and
 fidelity against the Keras model.
 
-    python examples/export_models.py [--weights imagenet] [--calibration DIR] [--out exports/]
-    python examples/export_models.py --segmenter --variants L1 --size 512   # Semantic FPN
+    python examples/export_models.py [--weights imagenet] [--calibration DIR] [-o exports/]
+    python examples/export_models.py --segmenter --models L1 --image-size 512   # Semantic FPN
 
 Without --weights the models keep their random initialisation (fine for size and latency;
 fidelity then compares near-random logits). Calibration defaults to scikit-image's sample
@@ -37,22 +37,24 @@ def sample_photos(size=224):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="XS,L1")
-    parser.add_argument("--weights", default=None)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--models", default="XS,L1", help="comma-separated variants")
+    parser.add_argument("--weights", default=None, help="imagenet, a path, or random weights when not given")
     parser.add_argument("--calibration", help="folder of images (default: scikit-image photos)")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("-o", "--output", default=None, help="folder for the files")
     parser.add_argument("--segmenter", action="store_true",
                         help="export the Semantic FPN segmenter (150 classes) instead of the classifier")
-    parser.add_argument("--size", type=int, default=None, help="input side (224; 512 for --segmenter)")
+    parser.add_argument("--image-size", type=int, default=None, help="input side (224; 512 for --segmenter)")
     parser.add_argument("--flavours", default=None, help="comma-separated subset of " + ",".join(f for f, _ in FLAVOURS))
     args = parser.parse_args()
-    out = args.out or tempfile.mkdtemp(prefix="swiftformer-exports-")
-    size = args.size or (512 if args.segmenter else 224)
+    out = args.output or tempfile.mkdtemp(prefix="swiftformer-exports-")
+    size = args.image_size or (512 if args.segmenter else 224)
     pixels = sample_photos(size) if args.calibration is None else None
     flavours = [(f, o) for f, o in FLAVOURS if args.flavours is None or f in args.flavours.split(",")]
     rows = []
-    for variant in args.variants.split(","):
+    for variant in args.models.split(","):
         if args.segmenter:
             model = keras_swiftformer.SwiftFormerSegmenter(variant, num_classes=150, backbone_weights=args.weights)
         else:

@@ -1,7 +1,7 @@
 """Writes a small semantic-segmentation set with exact masks: disks and squares of random
 colour pasted onto crops of real photographs (the ones scikit-image ships).
 
-    python examples/make_shapes_dataset.py runs/shapes --train 96 --val 32 --size 64
+    python examples/make_shapes_dataset.py runs/shapes --train 96 --val 32 --image-size 64
 
 Classes: 0 background (the photograph), 1 disk (one colour), 2 square (diagonal stripes of two
 colours). Colours are drawn at random for every shape, so the class is read from outline and
@@ -80,14 +80,16 @@ def make_shapes_dataset(directory, train=96, val=32, size=64, seed=0):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("directory")
-    parser.add_argument("--train", type=int, default=96)
-    parser.add_argument("--val", type=int, default=32)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("directory", help="the dataset folder to create")
+    parser.add_argument("--train", type=int, default=96, help="training pairs")
+    parser.add_argument("--val", type=int, default=32, help="validation pairs")
+    parser.add_argument("--image-size", type=int, default=64, help="side of the square images")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     args = parser.parse_args()
-    make_shapes_dataset(args.directory, args.train, args.val, args.size, args.seed)
+    make_shapes_dataset(args.directory, args.train, args.val, args.image_size, args.seed)
     print(f"wrote {args.train} + {args.val} pairs to {args.directory}")
 
 

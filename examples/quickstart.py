@@ -5,7 +5,7 @@
     python examples/quickstart.py --checkpoint MBZUAI-swiftformer-l1/  # a Hub model folder
     python examples/quickstart.py --checkpoint ckpt.pth --image my_photo.jpg
 
-The variant is read from the checkpoint's shapes (--variant only for random weights). Any
+The variant is read from the checkpoint's shapes (--model only for random weights). Any
 Keras backend: set KERAS_BACKEND=tensorflow|jax|torch.
 """
 
@@ -24,20 +24,22 @@ PHOTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chelsea.jpg")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", choices=list(keras_swiftformer.VARIANTS),
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--model", choices=list(keras_swiftformer.VARIANTS),
                         help="default: the checkpoint's, else L1")
     parser.add_argument("--checkpoint", help="official .pth, transformers file/folder, or .weights.h5")
     parser.add_argument("--attention-pooling", choices=["normalize", "softmax_v1"])
     parser.add_argument("--image", default=PHOTO, help="default: examples/chelsea.jpg (a tabby cat)")
     args = parser.parse_args()
 
-    weights, variant = None, args.variant
+    weights, variant = None, args.model
     if args.checkpoint:
         weights = inspect_weights(args.checkpoint)  # read once: its shapes name the variant
         found = find_variant(weights.depths, weights.widths) if weights.depths else None
         if variant and found and variant != found:
-            parser.error(f"--variant {variant} was given but the checkpoint holds SwiftFormer-{found}")
+            parser.error(f"--model {variant} was given but the checkpoint holds SwiftFormer-{found}")
         variant = variant or found
     variant = variant or "L1"
     start = time.time()
@@ -47,7 +49,8 @@ def main():
     print(f"  {trainable / 1e6:.2f}M trainable parameters (paper: "
           f"{keras_swiftformer.VARIANTS[variant]['paper']['params_m']}M)")
 
-    images = keras_swiftformer.load_image(args.image)[None]  # the official evaluation transform
+    size = getattr(weights, "image_size", None) or 224  # fine-tuned weights record their side
+    images = keras_swiftformer.load_image(args.image, size)[None]  # the official evaluation transform
     for size, stage in zip((4, 8, 16, 32), keras_swiftformer.stage_feature_model(model)(images)):
         print(f"  stage at stride {size:2d}: {tuple(stage.shape)}")
     logits = keras.ops.convert_to_numpy(model(images, training=False))
@@ -57,9 +60,10 @@ def main():
     if probabilities.shape[-1] == 1000:
         for _, name, score in keras_swiftformer.decode_predictions(probabilities, top=5)[0]:
             print(f"    {score:7.2%}  {name}")
-    else:
+    else:  # fine-tuned weights record their class names
+        names = getattr(weights, "class_names", None) or [f"class {i}" for i in range(probabilities.shape[-1])]
         for i in np.argsort(-probabilities[0])[:5]:
-            print(f"    {probabilities[0, i]:7.2%}  class {i}")
+            print(f"    {probabilities[0, i]:7.2%}  {names[i]}")
     if args.checkpoint is None:
         print("  (random weights: pass --checkpoint to load real ones)")
 

@@ -1,7 +1,7 @@
 """Trains keras-hub's RetinaNet with a (pretrained) SwiftFormer encoder on a small detection set
 and draws the boxes it finds.
 
-    python examples/retinanet_shapes.py --variant XS --weights imagenet --epochs 30 \\
+    python examples/retinanet_shapes.py --model XS --weights imagenet --epochs 30 \\
         --output runs/retinanet
 
 The set is made on the fly: disks and striped squares of random colours on crops of the
@@ -64,9 +64,9 @@ def build_detector(args):
 
     weights = None if args.weights.lower() == "none" else args.weights
     architecture = {"depths": args.depths, "widths": args.widths} if args.depths else {}
-    encoder = SwiftFormerBackbone(args.variant, weights=weights, input_shape=(args.size, args.size, 3), **architecture)
+    encoder = SwiftFormerBackbone(args.model, weights=weights, input_shape=(args.image_size, args.image_size, 3), **architecture)
     backbone = keras_hub.models.RetinaNetBackbone(
-        image_encoder=encoder, min_level=3, max_level=5, use_p5=False, image_shape=(args.size, args.size, 3)
+        image_encoder=encoder, min_level=3, max_level=5, use_p5=False, image_shape=(args.image_size, args.image_size, 3)
     )
     return keras_hub.models.RetinaNetObjectDetector(
         backbone=backbone, num_classes=len(CLASS_NAMES) - 1, bounding_box_format="yxyx", preprocessor=None
@@ -99,18 +99,20 @@ def draw(images, predictions, targets, path, threshold=0.5):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="XS")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--model", default="XS", help="XS, S, L1 or L3")
     parser.add_argument("--weights", default="imagenet", help="encoder weights: imagenet, a path, or none")
-    parser.add_argument("--depths", type=int, nargs=4)
-    parser.add_argument("--widths", type=int, nargs=4)
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--train", type=int, default=512)
-    parser.add_argument("--val", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--output", default="runs/retinanet")
+    parser.add_argument("--depths", type=int, nargs=4, help="a custom encoder instead of --model")
+    parser.add_argument("--widths", type=int, nargs=4, help="a custom encoder instead of --model")
+    parser.add_argument("--image-size", type=int, default=128, help="side of the square images")
+    parser.add_argument("--train", type=int, default=512, help="training images")
+    parser.add_argument("--val", type=int, default=32, help="held-out images")
+    parser.add_argument("--epochs", type=int, default=30, help="epochs to train")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per step")
+    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    parser.add_argument("-o", "--output", default="runs/retinanet", help="folder for detections.png")
     args = parser.parse_args(argv)
 
     import keras
@@ -118,8 +120,8 @@ def main(argv=None):
     from keras_swiftformer.preprocessing import preprocess_input
 
     os.makedirs(args.output, exist_ok=True)
-    train_images, train_targets = detection_set(args.train, args.size, seed=0)
-    val_images, val_targets = detection_set(args.val, args.size, seed=1)
+    train_images, train_targets = detection_set(args.train, args.image_size, seed=0)
+    val_images, val_targets = detection_set(args.val, args.image_size, seed=1)
     detector = build_detector(args)
     detector.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4, global_clipnorm=10.0))
     detector.fit(preprocess_input(train_images.astype("float32")), train_targets, batch_size=args.batch_size,

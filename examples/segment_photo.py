@@ -3,8 +3,9 @@
     python -m training.segment --model L1 --dataset DIR --output runs/seg ...   # train first
     python examples/segment_photo.py photo.jpg --model runs/seg/final.keras --output overlay.png
 
-The image is resized with its aspect ratio kept to fit the model's input (or --size), padded,
-segmented, and the prediction is cropped back, upsampled to the photograph and blended onto it.
+The image is resized with its aspect ratio kept to fit the model's input (or --image-size),
+padded, segmented, and the prediction is cropped back, upsampled to the photograph and blended
+onto it. Class names come from the `labels.txt` the recipe writes beside `final.keras`.
 """
 
 import argparse
@@ -57,11 +58,14 @@ def overlay(photo, classes, alpha=0.5, background=0):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("image")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("image", help="the photograph to segment")
     parser.add_argument("--model", required=True, help="a segmenter saved by training.segment (final.keras)")
-    parser.add_argument("--output", default="overlay.png")
-    parser.add_argument("--size", type=int, help="input side (default: the model's fixed input, else 512)")
+    parser.add_argument("-o", "--output", default="overlay.png", help="the PNG to write")
+    parser.add_argument("--image-size", type=int, help="input side (default: the model's fixed input, else 512)")
+    parser.add_argument("--labels", help="class names, one per line (default: labels.txt beside --model)")
     parser.add_argument("--upscale", type=int, default=1, help="enlarge the saved PNG (small photos)")
     args = parser.parse_args()
 
@@ -73,9 +77,16 @@ def main():
     if not os.path.exists(args.model):
         parser.error(f"{args.model} not found: train a segmenter with `python -m training.segment` first")
     model = keras.saving.load_model(args.model, compile=False)
-    size = args.size or model.input_shape[1] or 512
+    size = args.image_size or model.input_shape[1] or 512
     if size % 32:
-        parser.error(f"--size must be a multiple of 32, got {size}")
+        parser.error(f"--image-size must be a multiple of 32, got {size}")
+    labels = args.labels or os.path.join(os.path.dirname(os.path.abspath(args.model)), "labels.txt")
+    names = None
+    if os.path.exists(labels):
+        with open(labels, encoding="utf-8") as file:
+            names = [line.strip() for line in file if line.strip()]
+    elif args.labels:
+        parser.error(f"--labels {args.labels} not found")
     photo = np.asarray(Image.open(args.image).convert("RGB"))
     classes = segment(model, photo, size)
     picture = Image.fromarray(np.concatenate([photo, overlay(photo, classes)], axis=1))
@@ -83,7 +94,8 @@ def main():
         picture = picture.resize((picture.width * args.upscale, picture.height * args.upscale), Image.NEAREST)
     picture.save(args.output)
     counts = np.bincount(classes.ravel())
-    shares = {str(i): round(float(c) / classes.size, 4) for i, c in enumerate(counts) if c}
+    name = (lambda i: names[i]) if names and len(names) == model.output_shape[-1] else str
+    shares = {name(i): round(float(c) / classes.size, 4) for i, c in enumerate(counts) if c}
     print(json.dumps({"output": args.output, "pixel_share_per_class": shares}))
 
 

@@ -1,17 +1,21 @@
 """The `swiftformer` command (also `python -m keras_swiftformer`):
 
     swiftformer predict IMAGE... [--model L1] [--weights imagenet] [--top 5]
-    swiftformer convert SRC -o OUT.weights.h5 [--variant L1] [--attention-pooling ...]
+    swiftformer convert SRC -o OUT.weights.h5 [--model L1] [--attention-pooling ...]
     swiftformer export --model L1 --weights imagenet --format tflite --quantize int8 \\
         --calibration DIR -o l1_int8.tflite [--edgetpu]
 """
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
+import tempfile
 
 import keras
 import numpy as np
+from absl import logging as absl_logging
 
 from keras_swiftformer.convert import convert_checkpoint
 from keras_swiftformer.export import (
@@ -46,6 +50,17 @@ def _weights(value):
     return None if value.lower() == "none" else value
 
 
+def positive_int(text):
+    """An argparse type: a usage error (exit code 2) that names the flag, not a traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except where there is none to show (None, a flag)."""
 
@@ -55,6 +70,48 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def configure_logging(verbose):
+    """A command's terminal shows its own output, not the libraries' logs, unless --verbose:
+    absl and TensorFlow's Python loggers at ERROR, and TensorFlow's C++ logs at ERROR in the
+    processes the command starts (export workers). The lines TensorFlow's C++ side prints while
+    it is imported come before any command can run (`TF_CPP_MIN_LOG_LEVEL=2` in the
+    environment silences them too)."""
+    if verbose:
+        return
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def native_logs_held(verbose):
+    """Holds back what native code (TensorFlow's converter, LiteRT, ONNX Runtime) writes to
+    file descriptor 2 while a command works, and shows it only if the command fails: their C++
+    log levels are fixed when they are imported, so an in-process setting cannot quiet them."""
+    if verbose:
+        yield
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            sys.stderr.flush()
+            held.seek(0)
+            os.write(terminal, held.read()[-20000:])
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(terminal, 2)
+            os.close(terminal)
+
+
+def add_verbose(parser):
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the libraries' logs and warnings")
+
+
 def _parser(prog):
     parser = argparse.ArgumentParser(prog=prog, description="SwiftFormer for Keras 3.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -62,10 +119,13 @@ def _parser(prog):
 
     predict = commands.add_parser("predict", help="classify images with an ImageNet-1k or fine-tuned model", **defaults)
     predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    add_verbose(predict)
     predict.add_argument("--model", default="L1", help="XS, S, L1 or L3")
     predict.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
-    predict.add_argument("--top", type=int, default=5, help="classes to print per image")
-    predict.add_argument("--image-size", type=int, default=224, help="side the images are cropped to")
+    predict.add_argument("--top", type=positive_int, default=5, help="classes to print per image")
+    predict.add_argument("--image-size", type=positive_int,
+                         help="side the images are cropped to (default: the side fine-tuned weights "
+                         "were trained at, else 224)")
 
     convert = commands.add_parser(
         "convert",
@@ -73,8 +133,9 @@ def _parser(prog):
         **defaults,
     )
     convert.add_argument("source", help="checkpoint file or transformers model folder")
+    add_verbose(convert)
     convert.add_argument("-o", "--output", required=True, help="output .weights.h5 path")
-    convert.add_argument("--variant", help="XS, S, L1 or L3 (default: inferred from shapes)")
+    convert.add_argument("--model", help="XS, S, L1 or L3 (default: inferred from the checkpoint's shapes)")
     convert.add_argument(
         "--attention-pooling",
         choices=["normalize", "softmax_v1"],
@@ -89,27 +150,30 @@ def _parser(prog):
     export.add_argument("--quantize", choices=["float32", "float16", "dynamic", "int8"], default="float32",
                         help="TFLite weights and activations (int8: full integer, needs --calibration)")
     export.add_argument("--calibration", help="folder of images or tfds dataset name (int8)")
-    export.add_argument("--num-calibration", type=int, default=200, help="calibration images to use")
+    export.add_argument("--num-calibration", type=positive_int, default=200, help="calibration images to use")
     export.add_argument("--edgetpu", action="store_true", help="Edge TPU-compatible full-int8 graph")
     export.add_argument("--include-preprocessing", action="store_true", default=None,
                         help="fold the ImageNet normalisation in: the file takes [0, 255] pixels")
     export.add_argument("--io-dtype", choices=["int8", "uint8", "float32"])
-    export.add_argument("--input-size", type=int,
-                        help="side of the fixed input (default: the model's own, else 224)")
+    export.add_argument("--image-size", type=positive_int,
+                        help="side of the file's fixed input (default: the side fine-tuned weights "
+                        "were trained at, else 224)")
     export.add_argument("--dynamic-axes", action="store_true", help="ONNX: free batch and size")
-    export.add_argument("-o", "--output", required=True)
+    export.add_argument("-o", "--output", required=True, help="the .tflite or .onnx file to write")
+    add_verbose(export)
     return parser
 
 
 def _build(variant, weights):
-    """The model of `--model`/`--weights`, and the class names its weights record (written by
-    fine-tuning) or None; the weights are read once."""
+    """The model of `--model`/`--weights` and what its weights record (class names and
+    training side for fine-tuned weights); the weights are read once."""
     _, spec = get_variant(variant)
     weights = _weights(weights)
     source = None if weights is None else inspect_weights(weights, spec["depths"], spec["widths"])
     model = build_variant(variant, weights=source)
     names = getattr(source, "class_names", None)
-    return model, (names if names and len(names) == model.output.shape[-1] else None)
+    names = names if names and len(names) == model.output.shape[-1] else None
+    return model, names, getattr(source, "image_size", None)
 
 
 def _class_names(names, classes, weights):
@@ -131,8 +195,9 @@ def predict(args):
     missing = [path for path in args.images if not os.path.isfile(path)]
     if missing:
         raise FileNotFoundError(f"Image(s) not found: {', '.join(missing)}")
-    images = np.stack([load_image(path, args.image_size) for path in args.images])
-    model, recorded = _build(variant, args.weights)
+    model, recorded, trained_size = _build(variant, args.weights)
+    size = args.image_size or trained_size or 224
+    images = np.stack([load_image(path, size) for path in args.images])
     names = _class_names(recorded, int(model.output.shape[-1]), args.weights)
     logits = keras.ops.convert_to_numpy(model.predict(images, verbose=0))
     probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
@@ -150,7 +215,7 @@ def predict(args):
 
 def convert(args):
     model = convert_checkpoint(
-        args.source, output=args.output, variant=args.variant,
+        args.source, output=args.output, variant=args.model,
         attention_pooling=args.attention_pooling,
     )
     print(f"Wrote {os.path.abspath(args.output)}: {model.name}, {model.count_params():,} parameters.")
@@ -158,8 +223,8 @@ def convert(args):
 
 
 def export(args):
-    model, recorded = _build(args.model, args.weights)
-    size = export_input_size(model, args.input_size)
+    model, recorded, trained_size = _build(args.model, args.weights)
+    size = export_input_size(model, args.image_size or trained_size)
     if args.format == "onnx":
         result = export_onnx(model, args.output, input_size=size, dynamic_axes=args.dynamic_axes)
         print(f"Wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB, opset {result['opset']}).")
@@ -219,8 +284,10 @@ def main(argv=None, prog="swiftformer"):
     parser = _parser(prog)
     args = parser.parse_args(argv)
     _check_combinations(parser, args)
+    configure_logging(args.verbose)
     try:
-        return COMMANDS[args.command](args)
+        with native_logs_held(args.verbose):
+            return COMMANDS[args.command](args)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -230,7 +230,7 @@ def test_command_line(tmp_path, reference, capsys):
     output = tmp_path / "cli.weights.h5"
     assert cli(["convert", str(source), "-o", str(output)]) == 0
     assert "Wrote" in capsys.readouterr().out and output.exists()
-    assert cli(["convert", str(source), "-o", str(tmp_path / "xs.weights.h5"), "--variant", "XS"]) == 1
+    assert cli(["convert", str(source), "-o", str(tmp_path / "xs.weights.h5"), "--model", "XS"]) == 1
     assert "variant='XS' was requested" in capsys.readouterr().err
     assert not (tmp_path / "xs.weights.h5").exists()
     assert cli(["convert", str(tmp_path / "absent.pth"), "-o", str(output)]) == 1

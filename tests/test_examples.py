@@ -21,7 +21,7 @@ pytestmark = pytest.mark.any_backend(runs_on="torch")  # the fastest backend for
 
 def test_quickstart_runs(tmp_path):
     result = subprocess.run(
-        [sys.executable, os.path.join(EXAMPLES, "quickstart.py"), "--variant", "XS"],
+        [sys.executable, os.path.join(EXAMPLES, "quickstart.py"), "--model", "XS"],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -99,7 +99,7 @@ def test_segment_photo_writes_an_overlay(tmp_path):
     output = tmp_path / "overlay.png"
     result = subprocess.run(
         [sys.executable, os.path.join(EXAMPLES, "segment_photo.py"), os.path.join(EXAMPLES, "chelsea.jpg"),
-         "--model", str(tmp_path / "segmenter.keras"), "--size", "96", "--output", str(output)],
+         "--model", str(tmp_path / "segmenter.keras"), "--image-size", "96", "--output", str(output)],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -120,7 +120,7 @@ def test_retinanet_example_trains_and_draws(tmp_path):
     optional("skimage")
     result = subprocess.run(
         [sys.executable, os.path.join(EXAMPLES, "retinanet_shapes.py"), "--weights", "none", "--train", "16",
-         "--val", "4", "--size", "64", "--epochs", "1", "--batch-size", "8", "--depths", "2", "1", "2", "1",
+         "--val", "4", "--image-size", "64", "--epochs", "1", "--batch-size", "8", "--depths", "2", "1", "2", "1",
          "--widths", "8", "16", "24", "32", "--output", str(tmp_path)],
         capture_output=True, text=True, timeout=900, cwd=EXAMPLES,
     )

@@ -237,7 +237,7 @@ def test_command_line(tmp_path, capsys):
     output = tmp_path / "xs_edgetpu.tflite"
     code = cli([
         "export", "--model", "XS", "--weights", str(weights), "--quantize", "int8", "--edgetpu",
-        "--calibration", str(calibration), "--input-size", "64", "-o", str(output),
+        "--calibration", str(calibration), "--image-size", "64", "-o", str(output),
     ])
     out = capsys.readouterr()
     assert code == 0, out.err[-2000:]

@@ -244,7 +244,7 @@ def test_command_line(small_digits, tmp_path, capsys):
     assert swiftformer(["predict", image, "--model", "XS", "--weights", plain]) == 1
     assert "record no class names" in capsys.readouterr().err
     exported = tmp_path / "digits.tflite"
-    assert swiftformer(["export", "--model", "XS", "--weights", final, "--input-size", "32", "-o", str(exported)]) == 0
+    assert swiftformer(["export", "--model", "XS", "--weights", final, "--image-size", "32", "-o", str(exported)]) == 0
     assert (tmp_path / "digits.labels.txt").read_text().split() == [f"digit_{i}" for i in range(10)]
     # A finished run is never overwritten, and --resume needs a run to continue.
     again = ["--model", "XS", "--weights", "none", "--dataset", small_digits, "--epochs", "1", "--output"]

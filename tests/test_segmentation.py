@@ -112,7 +112,7 @@ def trained(shapes_folder, tmp_path_factory):
     output = str(tmp_path_factory.mktemp("segment_run"))
     keras.utils.set_random_seed(0)
     code = main(["--model", "XS", "--weights", "none", "--dataset", shapes_folder, "--epochs", "10",
-                 "--batch-size", "16", "--crop-size", str(SIZE), "--output", output, "--lr", "3e-3",
+                 "--batch-size", "16", "--image-size", str(SIZE), "--output", output, "--lr", "3e-3",
                  "--no-augment", "--drop-path-rate", "0",
                  "--depths", *map(str, TINY["depths"]), "--widths", *map(str, TINY["widths"]),
                  "--fpn-channels", "32", "--head-channels", "32", "--norm-groups", "8"])

@@ -187,7 +187,8 @@ def finetune(
 
     final, final_model = save_final(student, output, metadata={
         **architecture(student), "variant": variant, "class_names": class_names,
-    })
+        "image_size": image_size,
+    }, class_names=class_names)
     metrics = evaluate(student, val_data, class_names)
     metrics.update({
         "model": variant or student.name, "weights": weights if isinstance(weights, str) or weights is None else str(weights),
@@ -207,24 +208,23 @@ def _parser():
     parser = run_parser(
         "python -m training.finetune", __doc__.splitlines()[0], model="XS",
         weights_help="imagenet, imagenet_v1, a path, or none",
-        dataset_help="tfds name or folder of class subfolders", batch_size=64,
+        dataset_help="tfds name or folder of class subfolders", batch_size=64, image_size=224,
     )
-    parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--warmup-epochs", type=float, help="default: the recipe's, scaled to --epochs")
-    parser.add_argument("--freeze-epochs", type=int, default=0)
-    parser.add_argument("--ema-decay", type=float, default=0.0)
-    parser.add_argument("--no-randaugment", action="store_true")
+    parser.add_argument("--freeze-epochs", type=int, default=0, help="epochs that train only the new head first")
+    parser.add_argument("--ema-decay", type=float, default=0.0, help="exponential moving average of the weights (0: off)")
+    parser.add_argument("--no-randaugment", action="store_true", help="turn RandAugment off (a CPU-bound input pipeline)")
     parser.add_argument("--mixup", type=float, help="default: the variant's official setting")
     parser.add_argument("--cutmix", type=float, help="default: the variant's official setting")
     parser.add_argument("--teacher", help=".keras teacher model for hard distillation")
-    parser.add_argument("--data-parallel", action="store_true")
+    parser.add_argument("--data-parallel", action="store_true", help="train on every device (JAX, TensorFlow)")
     return parser
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    return run_command(lambda: _run(args))
+    return run_command(lambda: _run(args), args.verbose)
 
 
 def _run(args):

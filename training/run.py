@@ -10,8 +10,8 @@ import sys
 import keras
 import numpy as np
 
-from keras_swiftformer.cli import HelpFormatter
-from keras_swiftformer.io import atomic_path, write_json
+from keras_swiftformer.cli import HelpFormatter, add_verbose, configure_logging, positive_int
+from keras_swiftformer.io import atomic_path, write_json, write_text
 from keras_swiftformer.optional import MissingDependencyError, require
 from keras_swiftformer.training.data import DatasetError
 from keras_swiftformer.weights import WeightsDownloadError, save_weights
@@ -21,8 +21,9 @@ BACKUP = "backup"
 USER_ERRORS = (DatasetError, ValueError, FileNotFoundError, MissingDependencyError, WeightsDownloadError)
 
 
-def run_parser(prog, description, model, weights_help, dataset_help, batch_size):
-    """The arguments both recipes take, with the same names and meanings."""
+def run_parser(prog, description, model, weights_help, dataset_help, batch_size, image_size):
+    """The arguments both recipes take, with the same names and meanings as the `swiftformer`
+    command's (`--model`, `--weights ... | none`, `--image-size`, `-o/--output`)."""
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=HelpFormatter
     )
@@ -30,14 +31,17 @@ def run_parser(prog, description, model, weights_help, dataset_help, batch_size)
     parser.add_argument("--weights", default="imagenet", help=weights_help)
     parser.add_argument("--dataset", required=True, help=dataset_help)
     parser.add_argument("--data-dir", help="tensorflow-datasets data_dir")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs to train")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help="images per step")
-    parser.add_argument("--output", required=True, help="the run's folder")
+    parser.add_argument("--epochs", type=positive_int, default=10, help="epochs to train")
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size, help="images per step")
+    parser.add_argument("--image-size", type=positive_int, default=image_size,
+                        help="side of the training crops and of the validation images")
+    parser.add_argument("-o", "--output", required=True, help="the run's folder")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --output")
     parser.add_argument("--validation-split", type=float, default=0.1,
                         help="share of a folder dataset held out for validation")
     parser.add_argument("--drop-path-rate", type=float, default=0.0, help="stochastic depth at the last block")
     parser.add_argument("--seed", type=int, default=0, help="data order, crops and initialisation")
+    add_verbose(parser)
     return parser
 
 
@@ -138,9 +142,13 @@ def learning_curves(csv_path, png_path):
     plt.close(figure)
 
 
-def save_final(model, output, metadata=None):
-    """`final.weights.h5` (with `metadata`, the record a SwiftFormer builder reads back) and
-    `final.keras` (the whole model) in the output folder; returns both paths."""
+def save_final(model, output, metadata=None, class_names=None):
+    """`final.weights.h5` (with `metadata`, the record a SwiftFormer builder reads back),
+    `final.keras` (the whole model) and, where the classes have names, `labels.txt` (one
+    name per line, class 0 first: what `examples/segment_photo.py` and phone apps read) in the
+    output folder; returns the paths of the two model files."""
+    if class_names:
+        write_text(os.path.join(output, "labels.txt"), "".join(f"{name}\n" for name in class_names))
     weights = save_weights(model, os.path.join(output, "final.weights.h5"), metadata)
     whole = os.path.join(output, "final.keras")
     with atomic_path(whole, suffix=".keras") as temporary:
@@ -152,8 +160,9 @@ def write_metrics(output, metrics):
     return write_json(os.path.join(output, "metrics.json"), metrics)
 
 
-def run_command(function):
+def run_command(function, verbose=False):
     """Runs a command line's work: a user error is one line on stderr and exit code 1."""
+    configure_logging(verbose)
     try:
         return function()
     except USER_ERRORS as error:

@@ -1,7 +1,7 @@
 """Train a SwiftFormer Semantic FPN segmenter with `model.fit`.
 
     python -m training.segment --model L1 --dataset scene_parse150 --epochs 40 \\
-        --batch-size 16 --crop-size 512 --output runs/ade20k
+        --batch-size 16 --image-size 512 --output runs/ade20k
 
 `--dataset` is `scene_parse150` (ADE20K, from tensorflow-datasets) or a folder of image/mask
 pairs (`DIR/train/{images,masks}` + `DIR/val/{images,masks}`, or `DIR/{images,masks}`). The
@@ -150,7 +150,7 @@ def train_segmenter(
         train_data, epochs=epochs, steps_per_epoch=steps, validation_data=val_data,
         callbacks=fit_callbacks, verbose=verbose,
     ))
-    final, final_model = save_final(segmenter, output)
+    final, final_model = save_final(segmenter, output, class_names=class_names)
     matrix = _label_errors_as_dataset_errors(lambda: confusion_matrix(segmenter, val_data, num_classes))
     metrics = segmentation_metrics(matrix, class_names)
     metrics.update({
@@ -167,29 +167,29 @@ def _parser():
     parser = run_parser(
         "python -m training.segment", __doc__.splitlines()[0], model="L1",
         weights_help="backbone weights: imagenet, a path, or none",
-        dataset_help="scene_parse150 or a folder of image/mask pairs", batch_size=16,
+        dataset_help="scene_parse150 or a folder of image/mask pairs", batch_size=16, image_size=512,
     )
     parser.set_defaults(drop_path_rate=0.1)
     parser.add_argument("--num-classes", type=int, help="default: 150 for scene_parse150, else classes.txt")
-    parser.add_argument("--crop-size", type=int, default=512)
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--no-augment", action="store_true")
-    parser.add_argument("--head-norm", choices=("group", "batch"), default="group")
+    parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate")
+    parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    parser.add_argument("--no-augment", action="store_true", help="no rescale, crop, flip or photometric distortion")
+    parser.add_argument("--head-norm", choices=("group", "batch"), default="group",
+                        help="normalisation in the head (batch folds into convolutions on export)")
     parser.add_argument("--depths", type=int, nargs=4, help="a custom backbone instead of --model")
     parser.add_argument("--widths", type=int, nargs=4, help="a custom backbone instead of --model")
-    parser.add_argument("--fpn-channels", type=int, default=256)
-    parser.add_argument("--head-channels", type=int, default=128)
-    parser.add_argument("--norm-groups", type=int, default=32)
+    parser.add_argument("--fpn-channels", type=int, default=256, help="width of the feature pyramid")
+    parser.add_argument("--head-channels", type=int, default=128, help="width of the segmentation head")
+    parser.add_argument("--norm-groups", type=int, default=32, help="GroupNorm groups in the head")
     return parser
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if (args.depths is None) != (args.widths is None):
-        print("error: --depths and --widths go together", file=sys.stderr)
-        return 2
-    return run_command(lambda: _run(args))
+        parser.error("--depths and --widths go together")
+    return run_command(lambda: _run(args), args.verbose)
 
 
 def _run(args):
@@ -197,7 +197,7 @@ def _run(args):
     metrics = train_segmenter(
         args.model, None if args.weights.lower() == "none" else args.weights, args.dataset,
         num_classes=args.num_classes, epochs=args.epochs, batch_size=args.batch_size,
-        crop_size=args.crop_size, output=args.output, resume=args.resume, learning_rate=args.lr,
+        crop_size=args.image_size, output=args.output, resume=args.resume, learning_rate=args.lr,
         weight_decay=args.weight_decay, augment=not args.no_augment,
         validation_split=args.validation_split, head_norm=args.head_norm,
         drop_path_rate=args.drop_path_rate, seed=args.seed, data_dir=args.data_dir,

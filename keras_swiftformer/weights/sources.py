@@ -51,10 +51,12 @@ class WeightsSource(abc.ABC):
     """Weights to load, with what is known about the model they belong to.
 
     Attributes (None where the source does not say): depths, widths, classes,
-    distillation, attention_pooling.
+    distillation, attention_pooling; and for fine-tuned weights class_names and image_size
+    (the side they were trained at).
     """
 
     depths = widths = classes = distillation = attention_pooling = None
+    class_names = image_size = None
 
     def __init__(self, description):
         self.description = description
@@ -98,8 +100,6 @@ class KerasWeightsFile(WeightsSource):
     weights) the architecture, head, attention and class names are known; a plain
     `save_weights` file still tells its head's size."""
 
-    class_names = None
-
     def __init__(self, path):
         super().__init__(path)
         self.path = path
@@ -111,6 +111,7 @@ class KerasWeightsFile(WeightsSource):
             self.distillation = bool(metadata["distillation"])
             self.attention_pooling = metadata["attention_pooling"]
             self.class_names = metadata.get("class_names")
+            self.image_size = metadata.get("image_size")
         else:
             head = read_head(path)
             if head is not None:
