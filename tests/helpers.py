@@ -125,3 +125,36 @@ def randomise_weights(model, seed=0):
             raise AssertionError(f"unexpected weight {path}")
         variable.assign(value.astype("float32"))
     return model
+
+
+def digits_folder(root, per_class, corrupt=False):
+    """scikit-learn's handwritten digits (real scans, 8x8) as 32x32 RGB PNGs, one folder per
+    digit."""
+    from PIL import Image
+
+    datasets = optional("sklearn.datasets")
+    digits = datasets.load_digits()
+    counts = {}
+    for index, (image, label) in enumerate(zip(digits.images, digits.target)):
+        if counts.get(label, 0) >= per_class:
+            continue
+        counts[label] = counts.get(label, 0) + 1
+        folder = os.path.join(root, f"digit_{label}")
+        os.makedirs(folder, exist_ok=True)
+        pixels = (image / 16.0 * 255.0).astype("uint8")
+        Image.fromarray(pixels).convert("RGB").resize((32, 32), Image.NEAREST).save(f"{folder}/{index}.png")
+    if corrupt:
+        with open(os.path.join(root, "digit_3", "broken.png"), "wb") as file:
+            file.write(b"\x89PNG\r\n\x1a\n truncated")
+    return root
+
+
+def scene_parse_examples(count=8):
+    """tfds mock examples of scene_parse150 as ADE20K has them (mock_data's own draw sizes
+    image and mask independently): masks of 0 ("other") and 1..150, the image's size."""
+    import tensorflow as tf
+
+    random = np.random.RandomState(0)
+    images = random.randint(0, 256, (count, 72, 80, 3)).astype("uint8")
+    annotations = random.randint(0, 151, (count, 72, 80, 3)).astype("uint8")
+    return tf.data.Dataset.from_tensor_slices({"image": images, "annotation": annotations})

@@ -96,6 +96,7 @@ def test_segment_photo_writes_an_overlay(tmp_path):
     model = SwiftFormerSegmenter(num_classes=4, backbone_weights=None, depths=(2, 1, 2, 1),
                                  widths=(8, 16, 24, 32), fpn_channels=16, head_channels=16, norm_groups=4)
     model.save(tmp_path / "segmenter.keras")
+    (tmp_path / "labels.txt").write_text("background\ndisk\nsquare\ntriangle\n")  # as training.segment writes it
     output = tmp_path / "overlay.png"
     result = subprocess.run(
         [sys.executable, os.path.join(EXAMPLES, "segment_photo.py"), os.path.join(EXAMPLES, "chelsea.jpg"),
@@ -108,6 +109,7 @@ def test_segment_photo_writes_an_overlay(tmp_path):
         assert overlay.size == (2 * photo.width, photo.height)  # photograph | overlay
     shares = json.loads(result.stdout.strip().splitlines()[-1])["pixel_share_per_class"]
     assert abs(sum(shares.values()) - 1.0) < 1e-3
+    assert set(shares) <= {"background", "disk", "square", "triangle"}  # names, not class ids
     missing = subprocess.run(
         [sys.executable, os.path.join(EXAMPLES, "segment_photo.py"), "x.jpg", "--model", str(tmp_path / "none.keras")],
         capture_output=True, text=True, timeout=600, cwd=ROOT,

@@ -189,33 +189,6 @@ def test_int8_and_edgetpu_segmenter_agree_with_float(trained, shapes_folder, tmp
     assert not os.path.exists(tmp_path / "bad.tflite")
 
 
-def _valid_scene_parse(count=24):
-    """tfds mock examples with labels as ADE20K has them: 0 ("other") and 1..150."""
-    import tensorflow as tf
-
-    random = np.random.RandomState(0)
-    images = random.randint(0, 256, (count, 72, 80, 3)).astype("uint8")
-    annotations = random.randint(0, 151, (count, 72, 80, 3)).astype("uint8")
-    return tf.data.Dataset.from_tensor_slices({"image": images, "annotation": annotations})
-
-
-@pytest.mark.any_backend(runs_on="torch")
-def test_scene_parse150_offline_with_mock_data(tmp_path):
-    tfds = optional("tensorflow_datasets")
-    from training.segment import train_segmenter
-
-    def as_dataset(self, split, *args, **kwargs):
-        return _valid_scene_parse()
-
-    with tfds.testing.mock_data(num_examples=24, as_dataset_fn=as_dataset):
-        metrics = train_segmenter(tiny_segmenter(num_classes=150), dataset="scene_parse150", epochs=1,
-                                  batch_size=8, crop_size=SIZE, output=str(tmp_path), verbose=0)
-    assert metrics["num_classes"] == 150 and len(metrics["per_class_iou"]) == 150
-    assert 0.0 <= metrics["val_miou"] <= 1.0 and metrics["train_examples"] == 24
-    # reduce_zero_label: label 0 is ignored, so some pixels are not scored.
-    assert 0 < metrics["val_pixels"] < 24 * SIZE * SIZE
-
-
 def _pair(folder, name, image_size, mask_size, label):
     from PIL import Image
 

@@ -40,6 +40,7 @@ from training.run import (
 )
 
 FROZEN_DONE = "frozen_phase.weights.h5"
+FROZEN_BACKUP = BACKUP + "_frozen"  # the frozen phase's own BackupAndRestore folder
 
 
 def _backbone_layers(model):
@@ -103,7 +104,7 @@ def finetune(
         raise ValueError(f"`epochs` must be at least 1. Received: epochs={epochs}")
     if not 0 <= freeze_epochs < epochs:
         raise ValueError(f"`freeze_epochs` must be in [0, epochs). Received: {freeze_epochs}")
-    prepare_output(output, resume, markers=(BACKUP, FROZEN_DONE))
+    prepare_output(output, resume, markers=(BACKUP, FROZEN_BACKUP, FROZEN_DONE))
     keras.utils.set_random_seed(seed)
     train_split, val_split = load_datasets(dataset, validation_split, seed, data_dir)
     class_names = train_split.class_names
@@ -181,7 +182,7 @@ def finetune(
         if os.path.exists(frozen_done):
             student.load_weights(frozen_done)
         else:
-            run_phase(0, freeze_epochs, BACKUP + "_frozen", trainable_backbone=False)
+            run_phase(0, freeze_epochs, FROZEN_BACKUP, trainable_backbone=False)
             save_weights(student, frozen_done)
     run_phase(freeze_epochs, epochs, BACKUP, trainable_backbone=True)
 
