@@ -20,6 +20,8 @@ optional("matplotlib")
 
 from keras_swiftformer import SwiftFormerXS  # noqa: E402
 from keras_swiftformer.cli import main as swiftformer  # noqa: E402
+from keras_swiftformer.export import run_file  # noqa: E402
+from keras_swiftformer.preprocessing import load_image  # noqa: E402
 from keras_swiftformer.training import (  # noqa: E402
     Augmentation,
     DatasetError,
@@ -221,8 +223,16 @@ def test_command_line(small_digits, tmp_path, capsys):
     assert swiftformer(["predict", image, "--model", "XS", "--weights", plain]) == 1
     assert "record no class names" in capsys.readouterr().err
     exported = tmp_path / "digits.tflite"
-    assert swiftformer(["export", "--model", "XS", "--weights", final, "--image-size", "32", "-o", str(exported)]) == 0
+    # Exported at the side it was trained at (recorded in the weights), with the user's labels,
+    # and the file evaluates as the Keras model does on the user's images.
+    assert swiftformer(["export", "--model", "XS", "--weights", final, "-o", str(exported)]) == 0
+    assert json.load(open(tmp_path / "digits.json"))["input"]["shape"] == [1, 32, 32, 3]
     assert (tmp_path / "digits.labels.txt").read_text().split() == [f"digit_{i}" for i in range(10)]
+    assert (tmp_path / "cli" / "labels.txt").read_text().split() == [f"digit_{i}" for i in range(10)]
+    images = np.stack([load_image(os.path.join(small_digits, f"digit_{d}", name), 32)
+                       for d in range(10) for name in sorted(os.listdir(os.path.join(small_digits, f"digit_{d}")))[:2]])
+    from_file = np.concatenate([run_file(exported, image[None]) for image in images])
+    np.testing.assert_array_equal(from_file.argmax(-1), to_numpy(model.predict(images, verbose=0)).argmax(-1))
     # A finished run is never overwritten, and --resume needs a run to continue.
     again = ["--model", "XS", "--weights", "none", "--dataset", small_digits, "--epochs", "1", "--output"]
     capsys.readouterr()
