@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import ROOT, optional, tiny_model
+from helpers import ROOT, digits_folder, optional, subprocess_environment, tiny_model
 
 from keras_swiftformer.models import VARIANTS
 from keras_swiftformer.preprocessing import imagenet_classes
@@ -130,3 +130,18 @@ def test_retinanet_example_trains_and_draws(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert 0.0 <= report["val_recall_at_iou_0.5"] <= 1.0
     assert (tmp_path / "detections.png").exists() and (tmp_path / "retinanet.keras").exists()
+
+
+def test_export_models_with_a_calibration_folder(tmp_path):
+    """`examples/export_models.py --calibration DIR -o DIR` as documented, small: XS at 64x64."""
+    images = digits_folder(str(tmp_path / "images"), per_class=2)
+    result = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "export_models.py"), "--models", "XS", "--image-size", "64",
+         "--flavours", "float32,int8", "--calibration", images, "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, env=subprocess_environment(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = set(os.listdir(tmp_path / "out"))
+    assert {f"swiftformer_xs_{flavour}.{suffix}" for flavour in ("float32", "int8") for suffix in ("tflite", "json")} <= written
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| XS |")]
+    assert len(rows) == 2 and "fidelity on 16 photographs" in result.stdout
