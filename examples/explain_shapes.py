@@ -108,9 +108,9 @@ def mass_in_box(maps, boxes):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", default="docs/explain.png")
-    parser.add_argument("--train", type=int, default=1500, help="training images")
+    parser.add_argument("--train", type=int, default=1000, help="training images")
     parser.add_argument("--size", type=int, default=64, help="image side")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     photos = photographs()

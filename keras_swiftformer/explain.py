@@ -413,7 +413,7 @@ def draw_explanation(result, image_pixels, path):
     _overlay(axes[-2], pixels, result.class_activation_map, f"Grad-CAM\n{textwrap.shorten(result.class_name, 28)}")
     lines = [f"{probability:6.1%}  {textwrap.shorten(name, 22)}" for name, probability in result.top]
     axes[-1].set_axis_off()
-    axes[-1].set_title("top-5 classes", fontsize=10)
+    axes[-1].set_title(f"top-{len(result.top)} classes", fontsize=10)
     axes[-1].text(0.0, 0.95, "\n".join(lines), transform=axes[-1].transAxes, va="top",
                   family="monospace", fontsize=8.5)
     figure.tight_layout()
