@@ -313,6 +313,8 @@ def _class_names(classes, class_names):
 def _class_index(class_name, names, lookup):
     if class_name is None:
         return None
+    if isinstance(class_name, str) and class_name.strip().isdigit() and class_name.strip() not in lookup:
+        class_name = int(class_name)  # `--class 281` on the command line
     if isinstance(class_name, (int, np.integer)) and not isinstance(class_name, bool):
         if 0 <= int(class_name) < len(names):
             return int(class_name)

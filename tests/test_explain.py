@@ -142,6 +142,7 @@ def test_explanation_picture_and_classes(tmp_path):
     assert (result.class_index, result.class_name) == (281, "tabby")
     assert explain(model, image, class_name="n02123045").class_index == 281
     assert explain(model, image, class_name=281).class_name == "tabby"
+    assert explain(model, image, class_name="281").class_name == "tabby"  # --class 281
     assert len(result.top) == 5 and sum(p for _, p in result.top) <= 1.0
     assert [p for _, p in result.top] == sorted((p for _, p in result.top), reverse=True)
     # A smooth picture, as photographs are (noise would not compress, whatever the drawing).
