@@ -27,6 +27,7 @@ LEVELS = (
     ("keras_swiftformer.weights", 2),
     ("keras_swiftformer.models", 3),
     ("keras_swiftformer.convert", 4),
+    ("keras_swiftformer.explain", 4),
     ("keras_swiftformer.export", 4),
     ("keras_swiftformer.training", 4),
     ("keras_swiftformer.cli", 5),

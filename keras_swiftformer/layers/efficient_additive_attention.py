@@ -72,14 +72,34 @@ class EfficientAdditiveAttention(keras.layers.Layer):
             name="w_g", shape=(self.dim, 1), initializer=keras.initializers.RandomNormal()
         )
 
+    def token_weights(self, inputs):
+        """The per-token weights `a` that pool the global query, shape `(B, tokens..., 1)`.
+
+        "normalize": `q . w_g / sqrt(d)`, L2-normalised over the tokens (signed; `|a|` is the
+        length of each token's contribution to the global query, since `q` has unit length).
+        "softmax_v1": exactly 1 for every token (the first release's softmax over a singleton
+        axis), so these weights say nothing about where the layer looks.
+        """
+        query = l2_normalize(self.to_query(inputs), axis=-1)
+        weights = self._pooling_weights(query)
+        return ops.ones_like(query[..., :1]) if weights is None else weights
+
+    def _pooling_weights(self, query):
+        # The one formula of the token weights, shared by `call` and `token_weights`; None
+        # for the first release, whose weights are all ones and are not multiplied in.
+        if self.attention_pooling != "normalize":
+            return None
+        token_axes = tuple(range(1, len(query.shape) - 1))
+        w_g = ops.cast(self.w_g, query.dtype)
+        token_weights = ops.matmul(query, w_g) * self.scale_factor
+        return l2_normalize(token_weights, axis=token_axes)
+
     def call(self, inputs):
         token_axes = tuple(range(1, len(inputs.shape) - 1))
         query = l2_normalize(self.to_query(inputs), axis=-1)
         key = l2_normalize(self.to_key(inputs), axis=-1)
-        if self.attention_pooling == "normalize":
-            w_g = ops.cast(self.w_g, query.dtype)
-            token_weights = ops.matmul(query, w_g) * self.scale_factor
-            token_weights = l2_normalize(token_weights, axis=token_axes)
+        token_weights = self._pooling_weights(query)
+        if token_weights is not None:
             global_query = ops.sum(token_weights * query, axis=token_axes, keepdims=True)
         else:
             # softmax over a singleton axis is exactly 1 for every token.
