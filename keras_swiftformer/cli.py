@@ -2,6 +2,7 @@
 
     swiftformer predict IMAGE... [--model L1] [--weights imagenet] [--top 5]
     swiftformer convert SRC -o OUT.weights.h5 [--model L1] [--attention-pooling ...]
+    swiftformer explain IMAGE [--model L1] [--weights imagenet] [--class NAME] [-o out.png]
     swiftformer export --model L1 --weights imagenet --format tflite --quantize int8 \\
         --calibration DIR -o l1_int8.tflite [--edgetpu]
 """
@@ -18,6 +19,7 @@ import numpy as np
 from absl import logging as absl_logging
 
 from keras_swiftformer.convert import convert_checkpoint
+from keras_swiftformer.explain import explain_command
 from keras_swiftformer.export import (
     ExportError,
     calibration_array,
@@ -27,12 +29,11 @@ from keras_swiftformer.export import (
     format_report,
     verify,
 )
-from keras_swiftformer.models import build_variant
+from keras_swiftformer.models.swiftformer import build_with_record
 from keras_swiftformer.optional import MissingDependencyError
 from keras_swiftformer.preprocessing import decode_predictions, load_image, preprocess_input
 from keras_swiftformer.variants import get_variant
 from keras_swiftformer.weights import CheckpointError, WeightsDownloadError
-from keras_swiftformer.weights.sources import inspect_weights
 
 # What a command reports as "error: ..." with exit code 1 instead of a traceback.
 USER_ERRORS = (
@@ -43,11 +44,6 @@ WEIGHTS_HELP = (
     "imagenet (current official release), imagenet_v1 (first release, Hugging Face Hub), a "
     ".weights.h5/.keras/.pth/.safetensors/.bin path, or none (random weights)"
 )
-
-
-def _weights(value):
-    """`--weights none` is random initialisation, as in the training recipes."""
-    return None if value.lower() == "none" else value
 
 
 def positive_int(text):
@@ -143,6 +139,20 @@ def _parser(prog):
         "Hub checkpoints (default: inferred from the checkpoint's layout)",
     )
 
+    explain = commands.add_parser(
+        "explain", help="draw what a model looks at: attention maps and Grad-CAM", **defaults
+    )
+    explain.add_argument("image", help="image file (JPEG, PNG, ...)")
+    add_verbose(explain)
+    explain.add_argument("--model", default="L1", help="XS, S, L1 or L3")
+    explain.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
+    explain.add_argument("--class", dest="class_name",
+                         help="class to explain: a name, an ImageNet WordNet id or an index (default: the predicted one)")
+    explain.add_argument("-o", "--output", default="explanation.png", help="the PNG to write")
+    explain.add_argument("--image-size", type=positive_int,
+                         help="side the image is cropped to (default: the side fine-tuned weights were "
+                         "trained at, else 224)")
+
     export = commands.add_parser("export", help="Keras SwiftFormer -> TFLite or ONNX, verified", **defaults)
     export.add_argument("--model", default="L1", help="XS, S, L1 or L3")
     export.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
@@ -164,18 +174,6 @@ def _parser(prog):
     return parser
 
 
-def _build(variant, weights):
-    """The model of `--model`/`--weights` and what its weights record (class names and
-    training side for fine-tuned weights); the weights are read once."""
-    _, spec = get_variant(variant)
-    weights = _weights(weights)
-    source = None if weights is None else inspect_weights(weights, spec["depths"], spec["widths"])
-    model = build_variant(variant, weights=source)
-    names = getattr(source, "class_names", None)
-    names = names if names and len(names) == model.output.shape[-1] else None
-    return model, names, getattr(source, "image_size", None)
-
-
 def _class_names(names, classes, weights):
     """The names to print: the recorded ones, else ImageNet's for 1000 classes (None:
     decode_predictions names them)."""
@@ -195,7 +193,7 @@ def predict(args):
     missing = [path for path in args.images if not os.path.isfile(path)]
     if missing:
         raise FileNotFoundError(f"Image(s) not found: {', '.join(missing)}")
-    model, recorded, trained_size = _build(variant, args.weights)
+    model, recorded, trained_size = build_with_record(variant, args.weights)
     size = args.image_size or trained_size or 224
     images = np.stack([load_image(path, size) for path in args.images])
     names = _class_names(recorded, int(model.output.shape[-1]), args.weights)
@@ -223,7 +221,7 @@ def convert(args):
 
 
 def export(args):
-    model, recorded, trained_size = _build(args.model, args.weights)
+    model, recorded, trained_size = build_with_record(args.model, args.weights)
     size = export_input_size(model, args.image_size or trained_size)
     if args.format == "onnx":
         result = export_onnx(model, args.output, input_size=size, dynamic_axes=args.dynamic_axes)
@@ -260,7 +258,13 @@ def export(args):
     return 0
 
 
-COMMANDS = {"predict": predict, "convert": convert, "export": export}
+def explain(args):
+    explain_command(args.image, model=args.model, weights=args.weights, class_name=args.class_name,
+                    output=args.output, image_size=args.image_size)
+    return 0
+
+
+COMMANDS = {"predict": predict, "convert": convert, "explain": explain, "export": export}
 
 
 def _check_combinations(parser, args):

@@ -22,11 +22,9 @@ from keras import ops
 
 from keras_swiftformer.io import atomic_path
 from keras_swiftformer.layers.swiftformer_encoder import SwiftFormerEncoder
-from keras_swiftformer.models.swiftformer import build_variant
+from keras_swiftformer.models.swiftformer import build_with_record
 from keras_swiftformer.optional import require
 from keras_swiftformer.preprocessing import imagenet_classes, load_image, preprocess_input
-from keras_swiftformer.variants import get_variant
-from keras_swiftformer.weights.sources import inspect_weights
 
 # Why a first-release model has no attention map to show (also written in its panels).
 FIRST_RELEASE_REASON = (
@@ -424,25 +422,13 @@ def draw_explanation(result, image_pixels, path):
     return path
 
 
-def build_classifier(variant, weights="imagenet"):
-    """The classifier of `--model`/`--weights` and the class names its weights record
-    (fine-tuned weights) or None; "none" is random initialisation. The weights are read once."""
-    _, spec = get_variant(variant)
-    if isinstance(weights, str) and weights.lower() == "none":
-        weights = None
-    source = None if weights is None else inspect_weights(weights, spec["depths"], spec["widths"])
-    model = build_variant(variant, weights=source)
-    names = getattr(source, "class_names", None)
-    return model, (list(names) if names and len(names) == model.output.shape[-1] else None)
-
-
-def explain_command(image, model="L1", weights="imagenet", class_name=None, output="explanation.png", image_size=224):
+def explain_command(image, model="L1", weights="imagenet", class_name=None, output="explanation.png", image_size=None):
     """`swiftformer explain IMAGE`: explains the image and writes the PNG; prints what it
     wrote and the top-5 classes, and returns the `Explanation`."""
     if not os.path.isfile(image):
         raise FileNotFoundError(f"Image not found: {image}")
-    pixels = load_image(image, image_size, normalize=False)
-    network, names = build_classifier(model, weights)
+    network, names, trained_size = build_with_record(model, weights)
+    pixels = load_image(image, image_size or trained_size or 224, normalize=False)
     result = explain(network, preprocess_input(pixels), class_name=class_name, class_names=names)
     draw_explanation(result, pixels, output)
     print(f"Wrote {os.path.abspath(output)}: Grad-CAM of '{result.class_name}'.")

@@ -25,6 +25,7 @@ COMMANDS = {
     "swiftformer predict": ("module", "keras_swiftformer", ["predict"]),
     "swiftformer convert": ("module", "keras_swiftformer", ["convert"]),
     "swiftformer export": ("module", "keras_swiftformer", ["export"]),
+    "swiftformer explain": ("module", "keras_swiftformer", ["explain"]),
     "python -m training.finetune": ("module", "training.finetune", []),
     "python -m training.segment": ("module", "training.segment", []),
     "python -m benchmarks": ("module", "benchmarks", []),

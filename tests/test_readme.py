@@ -71,6 +71,8 @@ PLAN = {
                         ("weights=..., classes=5", 'weights="swiftformer_l1.weights.h5", classes=5')],
         }),
         ('backbone = keras_swiftformer.SwiftFormerBackbone("L1", weights="imagenet", feature_norm=False)', {}),
+        ("from keras_swiftformer.explain import attention_maps, class_activation_map, draw_explanation, explain", {}),
+        ("swiftformer explain examples/chelsea.jpg --model L1 --class tabby -o explanation.png", {}),
         ("import keras_hub, keras_swiftformer", {}),
         ('model = keras_swiftformer.SwiftFormerSegmenter("L1", num_classes=150, backbone_weights="imagenet")', {}),
     ],
@@ -190,7 +192,7 @@ def _run_command(command, plan, log):
             log.append(f"not run: {command} ({reason})")
             return
     tokens = shlex.split(command)
-    if tokens[0].endswith("/swiftformer"):  # the console script, as a newcomer runs it
+    if os.path.basename(tokens[0]) == "swiftformer":  # the console script, as a user runs it
         script = os.path.join(os.path.dirname(sys.executable), "swiftformer")
         result = subprocess.run([script, *tokens[1:]], capture_output=True, text=True, timeout=600,
                                 env=subprocess_environment())
@@ -273,6 +275,9 @@ def test_setup_and_predict_blocks(user, mirror):
     assert namespace["finetune"].output.shape[-1] == 5
     assert sorted(namespace["features"]) == ["P2", "P3", "P4", "P5"]
     assert tuple(namespace["logits"].shape) == (1, 64, 64, 150)
+    assert len(namespace["result"].top) == 5 and namespace["cams"].shape == (1, 64, 64)
+    for picture in ("explanation.png",):  # the Python block's, then the command's (same name)
+        assert (user / picture).stat().st_size > 10000
 
 
 def test_export_block(user):

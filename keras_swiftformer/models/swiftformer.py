@@ -212,6 +212,21 @@ def build_variant(variant, **kwargs):
     return _BUILDERS[key](**kwargs)
 
 
+def build_with_record(variant, weights="imagenet"):
+    """The classifier of a variant with `weights` ("none" or None: random initialisation),
+    and what the weights record: `(model, class_names, image_size)`, the last two None except
+    for fine-tuned weights (class names that match the head, the side they were trained at).
+    The weights are read once. What the command lines and `explain` build from."""
+    _, spec = get_variant(variant)
+    if isinstance(weights, str) and weights.lower() == "none":
+        weights = None
+    source = None if weights is None else inspect_weights(weights, spec["depths"], spec["widths"])
+    model = build_variant(variant, weights=source)
+    names = getattr(source, "class_names", None)
+    names = list(names) if names and len(names) == model.output.shape[-1] else None
+    return model, names, getattr(source, "image_size", None)
+
+
 def _variant_builder(variant):
     key, spec = get_variant(variant)
 
