@@ -71,24 +71,58 @@ def load_image(path_or_image, image_size=DEFAULT_IMAGE_SIZE, normalize=True):
         float32 array (image_size, image_size, 3).
     """
     Image = require("PIL.Image", "loading and resizing images")
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
+        raise ValueError(f"`image_size` must be a positive integer. Received: image_size={image_size!r}")
     if isinstance(path_or_image, np.ndarray):
         image = Image.fromarray(np.asarray(path_or_image, "uint8"))
     elif isinstance(path_or_image, (str, os.PathLike)):
         try:
             with Image.open(path_or_image) as opened:
-                image = opened.convert("RGB")
-        except (OSError, ValueError) as error:
+                image = to_rgb(opened)
+        except Image.DecompressionBombError as error:
+            raise ValueError(
+                f"Refused to read {path_or_image}: it decodes to more pixels than Pillow allows "
+                f"({Image.MAX_IMAGE_PIXELS:,} is its limit), as a decompression bomb does. Resize "
+                "a genuine giant image before using it."
+            ) from error
+        except (OSError, ValueError, SyntaxError) as error:
             raise ValueError(f"Could not read {path_or_image} as an image: {error}") from error
     else:
         image = path_or_image
-    image = image.convert("RGB")
+    image = to_rgb(image)
     height, width = image.height, image.width
     new_height, new_width = resized_shape(height, width, resize_size(image_size))
-    image = image.resize((new_width, new_height), Image.BICUBIC)
     top, left = center_crop_box(new_height, new_width, image_size)
-    image = image.crop((left, top, left + image_size, top + image_size))
+    if new_height * new_width <= 16 * image_size * image_size:  # every photograph: exactly official
+        image = image.resize((new_width, new_height), Image.BICUBIC)
+        image = image.crop((left, top, left + image_size, top + image_size))
+    else:
+        # An extreme aspect ratio (1 x 20000 would become 256 x 5,120,000 first): resize only
+        # the source region the centre crop keeps (Pillow's `box`), the same filter on the same
+        # sample positions, within one uint8 level of resizing everything.
+        scale_y, scale_x = height / new_height, width / new_width
+        box = (left * scale_x, top * scale_y, (left + image_size) * scale_x, (top + image_size) * scale_y)
+        image = image.resize((image_size, image_size), Image.BICUBIC, box=box)
     pixels = np.asarray(image, dtype="float32")
     return preprocess_input(pixels) if normalize else pixels
+
+
+def to_rgb(image):
+    """A PIL image of any mode Pillow opens as 8-bit RGB: 16-bit and 32-bit integer images
+    (I;16, I) scaled from their 0..65535 range, float images (F) from 0..1 (or 0..255 when
+    their values go above 1), transparency dropped as `convert("RGB")` does."""
+    Image = require("PIL.Image", "loading and resizing images")
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image, dtype="float64")
+        if image.mode == "F":
+            peak = 1.0 if np.nanmax(values, initial=0.0) <= 1.0 else 255.0
+        else:
+            peak = 65535.0 if np.nanmax(values, initial=0.0) > 255 or image.mode.startswith("I;16") else 255.0
+        values = np.clip(np.nan_to_num(values) * (255.0 / peak), 0, 255)
+        return Image.fromarray(np.round(values).astype("uint8"), "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.convert("RGB")  # a loaded copy even for RGB: the file may be closed next
 
 
 def resize_and_center_crop(images, image_size=DEFAULT_IMAGE_SIZE):

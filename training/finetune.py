@@ -121,7 +121,11 @@ def finetune(
         raise DatasetError(
             f"batch_size={batch_size} is larger than the training split ({train_split.size} images)."
         )
-    create_output(output)
+    create_output(output, {
+        "model": variant or model.name, "weights": weights if weights is None or isinstance(weights, str) else "given",
+        "dataset": os.fspath(dataset), "classes": class_names, "image_size": image_size,
+        "batch_size": batch_size, "epochs": epochs, "freeze_epochs": freeze_epochs, "seed": seed,
+    }, resume)
 
     scope = distribution_scope(data_parallel)
     with scope():

@@ -62,9 +62,30 @@ def prepare_output(output, resume, markers=(BACKUP,)):
         raise ValueError(f"resume=True (--resume) but {output} holds no interrupted run to continue.")
 
 
-def create_output(output):
-    """Creates the output folder, once the run's inputs have been checked and loaded."""
+RUN_CONFIG = "run.json"
+
+
+def create_output(output, config, resume):
+    """Creates the output folder, once the run's inputs have been checked and loaded, and
+    records the run's configuration (`run.json`); a resumed run must have the configuration
+    of the run it continues (another model, image size or class list would fail deep inside
+    Keras, or silently train something else)."""
     os.makedirs(output, exist_ok=True)
+    path = os.path.join(output, RUN_CONFIG)
+    config = json.loads(json.dumps(config))  # as it reads back: tuples become lists
+    if resume and os.path.exists(path):
+        with open(path, encoding="utf-8") as file:
+            started = json.load(file)
+        changed = [f"{key}: {started.get(key)!r} then, {value!r} now" for key, value in config.items()
+                   if started.get(key) != value]
+        if changed:
+            raise ValueError(
+                f"--resume continues the run in {output} with the settings it was started with; "
+                f"these differ ({'; '.join(changed)}). Pass the same settings, or start a new run "
+                "in another output folder."
+            )
+        return
+    write_json(path, config)
 
 
 def backed_up_epoch(backup_dir, default):

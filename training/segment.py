@@ -118,7 +118,11 @@ def train_segmenter(
     steps = train_split.size // batch_size
     if steps == 0:
         raise DatasetError(f"batch_size={batch_size} is larger than the training split ({train_split.size}).")
-    create_output(output)
+    create_output(output, {
+        "model": model if isinstance(model, str) else model.name, "dataset": os.fspath(dataset),
+        "num_classes": num_classes, "image_size": crop_size, "batch_size": batch_size,
+        "epochs": epochs, "seed": seed,
+    }, resume)
 
     if isinstance(model, keras.Model):
         segmenter = model

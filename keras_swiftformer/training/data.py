@@ -41,13 +41,18 @@ def require_tensorflow():
 
 
 def _readable(path):
-    """Whether the pipeline's decoder can read the file (checked with Pillow, headers only)."""
-    Image = require("PIL.Image", "checking training images")
+    """Whether the pipeline's own decoder (`tf.io.decode_image`) reads the whole file: a
+    truncated JPEG or a TIFF named `.png` passes a header check and would stop training in the
+    middle of an epoch."""
+    tf = require_tensorflow()
     try:
-        with Image.open(path) as image:
-            image.verify()
-            return image.format in DECODABLE_FORMATS
-    except Exception:  # noqa: BLE001 - PIL raises many kinds for bad files
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False  # a file name that is not UTF-8: TensorFlow cannot open it
+    try:
+        tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return True
+    except (tf.errors.OpError, ValueError):
         return False
 
 
@@ -77,16 +82,33 @@ def folder_datasets(directory, validation_split=0.1, seed=0):
     """
     if not os.path.isdir(directory):
         raise DatasetError(f"Dataset folder not found: {directory}")
-    class_names = sorted(
-        name for name in os.listdir(directory) if os.path.isdir(os.path.join(directory, name))
-    )
-    files, labels, skipped = [], [], []
+    root_real = os.path.realpath(directory)
+    class_names, linked = [], []
+    for name in sorted(os.listdir(directory)):
+        folder = os.path.join(directory, name)
+        if not os.path.isdir(folder):
+            continue
+        real = os.path.realpath(folder)
+        # A class folder that links back to the dataset (or above it) would file every image
+        # again under its name.
+        if real == root_real or root_real.startswith(real + os.sep):
+            linked.append(name)
+            continue
+        class_names.append(name)
+    if linked:
+        warnings.warn(f"Skipped class folders that link back to the dataset folder: {linked}", stacklevel=2)
+    files, labels, skipped, seen = [], [], [], set()
     for label, name in enumerate(class_names):
-        for root, _, names in os.walk(os.path.join(directory, name)):
+        for root, _, names in os.walk(os.path.join(directory, name)):  # symlinked subfolders are not followed
             for file_name in sorted(names):
                 if not file_name.lower().endswith(PIPELINE_SUFFIXES):
                     continue
                 path = os.path.join(root, file_name)
+                real = os.path.realpath(path)
+                if real in seen:  # the same image reached twice through links
+                    skipped.append(path)
+                    continue
+                seen.add(real)
                 if _readable(path):
                     files.append(path)
                     labels.append(label)
@@ -94,8 +116,9 @@ def folder_datasets(directory, validation_split=0.1, seed=0):
                     skipped.append(path)
     if skipped:
         warnings.warn(
-            f"Skipped {len(skipped)} image files that are unreadable or of a format the pipeline "
-            f"cannot decode ({', '.join(DECODABLE_FORMATS)} only): {skipped[:10]}",
+            f"Skipped {len(skipped)} image files that are unreadable, truncated, of a format the "
+            f"pipeline cannot decode ({', '.join(DECODABLE_FORMATS)} only), named in another "
+            f"encoding than UTF-8, or reached twice through links: {[ascii(p) for p in skipped[:10]]}",
             stacklevel=2,
         )
     present = sorted(set(labels))

@@ -5,9 +5,11 @@ layout (`network.2.3.dwconv.weight`) is the one naming scheme the rest of the co
 """
 
 import argparse
+import json
 import os
 import pickle
 import re
+import struct
 import zipfile
 from collections.abc import Mapping
 
@@ -39,18 +41,58 @@ _TRANSFORMERS_RENAMES = (
 # Wrappers that training scripts put around the model's own keys.
 _PREFIXES = ("module.", "model.", "_orig_mod.")
 
+# What a SwiftFormer checkpoint can hold, checked before any tensor is materialised: the
+# largest variant (L3) has 28.5M parameters (114 MB in float32); heads up to 22,000 classes
+# (ImageNet-21k has 21,843). A file claiming more is not a SwiftFormer and is refused before
+# it can exhaust memory.
+MAX_CLASSES = 22_000
+MAX_TENSOR_ELEMENTS = MAX_CLASSES * 512  # the widest tensor: a 22,000-class head on L3
+MAX_TOTAL_ELEMENTS = 64 * 2**20  # 256 MB of float32: twice L3 with two such heads
+MAX_FILE_BYTES = 8 * MAX_TOTAL_ELEMENTS + 2**20  # float64 files are allowed
+MAX_PICKLE_BYTES = 16 * 2**20  # a real checkpoint's data.pkl is ~100 KB
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+_SAFETENSORS_DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
 
-def _to_numpy(value, key):
-    if isinstance(value, np.ndarray):
-        array = value
-    elif hasattr(value, "detach"):  # a torch tensor; torch is already imported if we got one
-        array = value.detach().cpu().float().numpy()
+
+def _check_tensor(key, dtype, shape, budget):
+    """Refuses a tensor that no SwiftFormer holds: not floating point, or too large (alone, or
+    with what came before it, counted in `budget`), from its declared dtype and shape only."""
+    if dtype not in FLOAT_DTYPES:
+        raise CheckpointError(
+            f"Checkpoint tensor {key!r} has dtype {dtype}; SwiftFormer weights are floating "
+            f"point ({', '.join(FLOAT_DTYPES)}). The file is not a SwiftFormer checkpoint."
+        )
+    elements = int(np.prod([int(d) for d in shape], dtype=np.float64))
+    budget[0] += elements
+    if len(shape) > 4 or elements > MAX_TENSOR_ELEMENTS or budget[0] > MAX_TOTAL_ELEMENTS:
+        raise CheckpointError(
+            f"Checkpoint tensor {key!r} claims shape {tuple(int(d) for d in shape)}: more than "
+            f"any SwiftFormer holds (at most {MAX_CLASSES} classes, {MAX_TOTAL_ELEMENTS:,} "
+            "values in all). The file is damaged or not a SwiftFormer checkpoint; it was not loaded."
+        )
+
+
+def _dtype_name(value):
+    return str(value.dtype).replace("torch.", "")
+
+
+def _to_numpy(value, key, budget):
+    if isinstance(value, np.ndarray) or hasattr(value, "detach"):  # numpy or torch tensor
+        _check_tensor(key, _dtype_name(value), tuple(value.shape), budget)
     else:
         raise CheckpointError(
             f"Checkpoint entry {key!r} is not a tensor (got {type(value).__name__}). "
             "Expected a state dict of tensors."
         )
-    return np.asarray(array, dtype=np.float32)
+    if hasattr(value, "detach"):  # a torch tensor; torch is already imported if we got one
+        value = value.detach().cpu().float().numpy()
+    array = np.array(value, dtype=np.float32)  # a copy: zero-stride views become real arrays
+    if not np.isfinite(array).all():
+        raise CheckpointError(
+            f"Checkpoint tensor {key!r} holds NaN or infinite values: the weights are damaged "
+            "(or the training run diverged). Use another checkpoint."
+        )
+    return array
 
 
 def to_official_keys(state_dict):
@@ -59,8 +101,13 @@ def to_official_keys(state_dict):
     Drops BatchNorm's `num_batches_tracked` counters, which inference never reads.
     """
     layout = "official"
-    result = {}
+    result, budget = {}, [0]
     for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise CheckpointError(
+                f"Checkpoint key {key!r} is a {type(key).__name__}, not a string: this is not a "
+                "state dict of named tensors."
+            )
         if key.endswith("num_batches_tracked"):
             continue
         new_key = key
@@ -75,7 +122,7 @@ def to_official_keys(state_dict):
             raise CheckpointError(
                 f"Checkpoint keys {key!r} and another key both map to {new_key!r}."
             )
-        result[new_key] = _to_numpy(value, key)
+        result[new_key] = _to_numpy(value, key, budget)
     return result, layout
 
 
@@ -91,13 +138,47 @@ def _unwrap(obj, source):
     return obj
 
 
+def _check_size(path):
+    size = os.path.getsize(path)
+    if size > MAX_FILE_BYTES:
+        raise CheckpointError(
+            f"{path} is {size / 2**20:.0f} MB: larger than any SwiftFormer checkpoint "
+            f"(at most {MAX_FILE_BYTES / 2**20:.0f} MB). It was not loaded."
+        )
+
+
+def _check_torch_zip(path):
+    """The zip format of torch.save: torch's reader allocates each entry's declared size, so
+    the declared sizes are bounded first (a compressed `data.pkl` could expand to gigabytes)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise CheckpointError(
+            f"Could not read {path} as a PyTorch checkpoint: the file is truncated, corrupt or "
+            f"not a checkpoint. Download it again. ({error})"
+        ) from error
+    total = sum(entry.file_size for entry in entries)
+    pickles = [entry for entry in entries if entry.filename.endswith(".pkl")]
+    if total > MAX_FILE_BYTES or any(entry.file_size > MAX_PICKLE_BYTES for entry in pickles):
+        raise CheckpointError(
+            f"{path} expands to {total / 2**20:.0f} MB (largest entry "
+            f"{max(e.file_size for e in entries) / 2**20:.0f} MB): more than any SwiftFormer "
+            "checkpoint holds. It was not loaded."
+        )
+
+
 def _check_torch_file(path):
     """A clear diagnosis before torch sees the bytes: its own errors for a non-checkpoint
     (an HTML error page, say) talk about unsafe pickles, which would mislead."""
+    _check_size(path)
     with open(path, "rb") as file:
         head = file.read(64)
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
-        return  # the zip format of torch.save, or the legacy pickle format
+    if head.startswith(b"PK\x03\x04"):
+        _check_torch_zip(path)
+        return
+    if head.startswith(b"\x80"):
+        return  # the legacy pickle format: bounded by the file's size
     kind = "an HTML page (an error or confirmation page saved instead of the file)" if head.lstrip()[:1] == b"<" else "not a PyTorch checkpoint"
     raise CheckpointError(
         f"Could not read {path} as a PyTorch checkpoint: the file is truncated, corrupt or "
@@ -113,8 +194,11 @@ def _read_torch(path):
         # checkpoint can never run code on this machine. Full training checkpoints of the
         # official main.py also hold `args`, an argparse.Namespace: a plain attribute bag,
         # allowed explicitly.
+        # mmap: storages are mapped, not read, so every tensor's shape and dtype are checked
+        # (to_official_keys) before its data is touched.
+        zipped = zipfile.is_zipfile(path)
         with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"Refused to load {path}: it contains Python objects other than tensors, and "
@@ -129,8 +213,55 @@ def _read_torch(path):
     return _unwrap(obj, path)
 
 
+def _check_safetensors_header(path):
+    """The header names every tensor's dtype, shape and byte range: all are checked (and a
+    tensor named twice refused) before the data is read."""
+    _check_size(path)
+    size = os.path.getsize(path)
+    with open(path, "rb") as file:
+        raw = file.read(8)
+        length = struct.unpack("<Q", raw)[0] if len(raw) == 8 else -1
+        if length < 2 or length > min(size - 8, MAX_PICKLE_BYTES):
+            raise CheckpointError(
+                f"Could not read {path} as safetensors: the file is truncated, corrupt or not a "
+                f"safetensors file (its header length, {length}, does not fit it). Download it again."
+            )
+        text = file.read(length)
+
+    def unique(pairs):
+        keys = [key for key, _ in pairs]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise CheckpointError(f"{path} names the tensor(s) {repeated} more than once; refused.")
+        return dict(pairs)
+
+    try:
+        header = json.loads(text, object_pairs_hook=unique)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"Could not read {path} as safetensors: its header is not JSON ({error}).") from error
+    if not isinstance(header, dict):
+        raise CheckpointError(f"Could not read {path} as safetensors: its header is not a JSON object.")
+    budget = [0]
+    for key, entry in header.items():
+        if key == "__metadata__" or key.endswith("num_batches_tracked"):  # dropped unread
+            continue
+        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+            raise CheckpointError(f"Could not read {path} as safetensors: entry {key!r} is malformed.")
+        dtype = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}.get(entry["dtype"], entry["dtype"])
+        _check_tensor(key, dtype, entry["shape"], budget)
+        begin, end = entry["data_offsets"]
+        expected = int(np.prod(entry["shape"])) * _SAFETENSORS_DTYPES[entry["dtype"]]
+        if end - begin != expected or begin < 0 or end > size - 8 - length:
+            raise CheckpointError(
+                f"Could not read {path} as safetensors: the file is truncated, corrupt or not a "
+                f"safetensors file (tensor {key!r} claims bytes {begin}-{end}, which do not match "
+                f"its shape {entry['shape']} or lie outside the file). Download it again."
+            )
+
+
 def _read_safetensors(path):
     safetensors_numpy = require("safetensors.numpy", f"reading {path}")
+    _check_safetensors_header(path)
     try:
         return safetensors_numpy.load_file(path)
     except Exception as error:  # safetensors raises its own SafetensorError and others

@@ -14,6 +14,8 @@ from keras_swiftformer.optional import require
 METADATA_ATTRIBUTE = "keras_swiftformer"
 METADATA_FORMAT = 1
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
+# What every record holds (save_weights' callers write these; see sources.KerasWeightsFile).
+METADATA_KEYS = {"depths", "widths", "classes", "distillation", "attention_pooling"}
 
 
 def save_weights(model, path, metadata=None):
@@ -35,16 +37,26 @@ def save_weights(model, path, metadata=None):
 
 
 def stored_shapes(path):
-    """The sorted shapes of every variable a `.weights.h5` holds (its layers' `vars`)."""
+    """The sorted shapes of every variable a `.weights.h5` holds (its layers' `vars`); a
+    variable that is not floating point (a damaged or foreign file) is an error."""
     h5py = require("h5py", "reading Keras weights files")
-    shapes = []
+    shapes, foreign = [], []
+
+    def visit(name, item):
+        if isinstance(item, h5py.Dataset) and "/vars/" in f"/{name}":
+            shapes.append(tuple(item.shape))
+            if item.dtype.kind != "f":
+                foreign.append(f"{name} ({item.dtype})")
+
     with h5py.File(path, "r") as file:
         layers = file.get("layers")
         if layers is not None:
-            layers.visititems(
-                lambda name, item: shapes.append(tuple(item.shape))
-                if isinstance(item, h5py.Dataset) and "/vars/" in f"/{name}" else None
-            )
+            layers.visititems(visit)
+    if foreign:
+        raise ValueError(
+            f"{path} holds variables that are not floating point: {', '.join(foreign[:3])}. "
+            "SwiftFormer weights are floats: the file is damaged or not a SwiftFormer's."
+        )
     return sorted(shapes)
 
 
@@ -76,6 +88,14 @@ def read_metadata(path):
         ) from error
     if raw is None:
         return None
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8")
-    return json.loads(raw)
+    try:
+        record = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except (UnicodeDecodeError, TypeError, json.JSONDecodeError) as error:
+        record = error
+    missing = METADATA_KEYS - set(record) if isinstance(record, dict) else None
+    if missing is None or missing:
+        raise ValueError(
+            f"The metadata record of {path} is damaged ({'missing ' + ', '.join(sorted(missing)) if missing else 'not a JSON object'}): "
+            "the file was changed after it was written. Write it again (convert or fine-tune anew)."
+        )
+    return record

@@ -22,10 +22,13 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 import urllib.parse
+import urllib.request
 
 import keras
 
+from keras_swiftformer.io import PARTIAL_PREFIX
 from keras_swiftformer.variants import find_variant, get_variant
 from keras_swiftformer.weights.checkpoint import infer_architecture, read_checkpoint
 from keras_swiftformer.weights.keras_files import read_metadata
@@ -33,6 +36,12 @@ from keras_swiftformer.weights.keras_files import read_metadata
 GDRIVE_URL = "https://drive.google.com/uc?export=download&id={id}"
 HF_ENDPOINT = "https://huggingface.co"
 DEFAULT_TIMEOUT = 60.0
+# The official files are 15-115 MB; no download may exceed this (a server that sends more, or
+# announces more, is cut off and its file removed).
+MAX_DOWNLOAD_BYTES = 256 * 2**20
+# Hosts a Drive confirmation page may send the download to (besides the configured one).
+GOOGLE_HOSTS = ("drive.google.com", "docs.google.com", "drive.usercontent.google.com")
+STALE_SECONDS = 3600  # leftovers of a killed download older than this are removed
 
 PRETRAINED_WEIGHTS = {
     "imagenet": {
@@ -121,9 +130,81 @@ def _socket_timeout(seconds):
         socket.setdefaulttimeout(previous)
 
 
-def _download_http(url, directory, name, timeout):
-    with _socket_timeout(timeout):
-        return keras.utils.get_file(fname=name, origin=url, cache_dir=directory, cache_subdir="")
+def _allowed(url, trusted):
+    """https to a trusted host, or exactly the scheme and host of a configured endpoint (a
+    mirror, `HF_ENDPOINT`, the Drive URL template: the only way http, or a local test server,
+    is used). Anything else (file://, another host) is refused before it is fetched."""
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    for endpoint in trusted:
+        configured = urllib.parse.urlsplit(endpoint)
+        if parts.scheme == configured.scheme and host == (configured.hostname or "").lower() \
+                and parts.port == configured.port:
+            return True
+    return parts.scheme == "https" and (host in GOOGLE_HOSTS or host.endswith(".googleusercontent.com"))
+
+
+def _download_http(url, directory, name, timeout, trusted=()):
+    """Downloads `url` to `directory/name` with a progress bar: refused unless `_allowed`,
+    bounded by `MAX_DOWNLOAD_BYTES` (announced or sent), complete or removed."""
+    trusted = tuple(trusted) + (url,) if not trusted else tuple(trusted)
+    if not _allowed(url, trusted):
+        raise OSError(f"refused to fetch {url}: only https from the expected hosts, or the configured endpoint")
+    path = os.path.join(directory, name)
+    try:
+        with _socket_timeout(timeout), urllib.request.urlopen(url, timeout=timeout) as response:
+            final = response.geturl()
+            # Servers redirect to their CDNs (the Hub does): https anywhere, http only back to
+            # a configured endpoint.
+            if final != url and not (urllib.parse.urlsplit(final).scheme == "https" or _allowed(final, trusted)):
+                raise OSError(f"{url} redirected to {final}, which is neither https nor the configured host")
+            announced = response.headers.get("Content-Length")
+            announced = int(announced) if announced and announced.isdigit() else None
+            if announced is not None and announced > MAX_DOWNLOAD_BYTES:
+                raise OSError(
+                    f"{url} announces {announced / 2**20:.0f} MB; no SwiftFormer checkpoint is over "
+                    f"{MAX_DOWNLOAD_BYTES / 2**20:.0f} MB"
+                )
+            progress = keras.utils.Progbar(announced, unit_name="B") if announced else None
+            received = 0
+            with open(path, "wb") as file:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    received += len(block)
+                    if received > MAX_DOWNLOAD_BYTES:
+                        raise OSError(
+                            f"{url} sent more than {MAX_DOWNLOAD_BYTES / 2**20:.0f} MB, more than any "
+                            "SwiftFormer checkpoint; the download was stopped"
+                        )
+                    file.write(block)
+                    if progress is not None:
+                        progress.update(received)
+            if announced is not None and received != announced:
+                raise OSError(f"{url}: the transfer ended after {received} of {announced} bytes")
+    except BaseException:
+        if os.path.exists(path):
+            os.remove(path)
+        raise
+    return path
+
+
+def remove_stale_downloads(directory):
+    """Removes what a killed process left in the cache folder (download folders, partial
+    files) once it is older than `STALE_SECONDS`, so a running fetch keeps its own."""
+    if not os.path.isdir(directory):
+        return
+    now = time.time()
+    for entry in os.scandir(directory):
+        if not entry.name.startswith((".download-", PARTIAL_PREFIX)):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_SECONDS:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.remove(entry.path)
+        except OSError:
+            pass  # another process removed it first
 
 
 class _DriveConfirmationParser(html.parser.HTMLParser):
@@ -161,9 +242,11 @@ def _drive_confirmation_url(page, page_url):
 
 def _download_gdrive(url, directory, name, timeout):
     """Drive serves large files behind a confirmation page: fetch, and if an HTML page came
-    back, follow its download form. (gdown does this too, but only for URLs on Google's own
-    hosts, so it could neither use a mirror nor be tested against a local server.)"""
-    path = _download_http(url, directory, name, timeout)
+    back, follow its download form, only to Google's download hosts or the configured Drive
+    host. (gdown does this too, but only for URLs on Google's own hosts, so it could neither
+    use a mirror nor be tested against a local server.)"""
+    trusted = (url,)
+    path = _download_http(url, directory, name, timeout, trusted)
     with open(path, "rb") as file:
         head = file.read(1 << 20)
     if not head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
@@ -175,7 +258,7 @@ def _download_gdrive(url, directory, name, timeout):
             f"Google Drive answered {url} with an HTML page that has no download link (the "
             "file may be private, removed, or over its download quota)"
         )
-    return _download_http(confirmed, directory, name, timeout)
+    return _download_http(confirmed, directory, name, timeout, trusted)
 
 
 def _is_not_found(error):
@@ -253,6 +336,7 @@ def fetch_checkpoint(variant, weights="imagenet", mirror=None, timeout=DEFAULT_T
     variant, release, spec = _entry(variant, weights)
     mirror = mirror or os.environ.get("KERAS_SWIFTFORMER_MIRROR")
     os.makedirs(cache_dir(), exist_ok=True)
+    remove_stale_downloads(cache_dir())
     workspace = tempfile.mkdtemp(prefix=".download-", dir=cache_dir())
     failures = []
     try:
@@ -307,6 +391,11 @@ def check_pretrained_architecture(architecture, variant):
         raise ValueError(
             f"it holds SwiftFormer-{found} (depths {architecture['depths']}, widths "
             f"{architecture['widths']}), not SwiftFormer-{variant}"
+        )
+    if architecture["classes"] != 1000:
+        raise ValueError(
+            f"its head has {architecture['classes']} classes; ImageNet-1k weights have 1000 (a "
+            "fine-tuned checkpoint served as the pretrained one?)"
         )
 
 
