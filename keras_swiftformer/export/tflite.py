@@ -282,9 +282,9 @@ def export_tflite(
         input_size: side (or (height, width)) of the fixed input; default: the model's own
             fixed input size, else 224.
         batch_size: fixed batch size (1 for phones and the Edge TPU).
-        edgetpu: restrict the graph to what the Edge TPU compiler maps: full int8, uint8 I/O
-            GELU in its tanh form (see
-            `keras_swiftformer.layers.numerics.edgetpu_gelu`). Fails if any op would not map.
+        edgetpu: restrict the graph to what the Edge TPU compiler maps: full int8, uint8 I/O,
+            GELU in its tanh form (see `keras_swiftformer.layers.numerics.edgetpu_gelu`), the
+            softmax as SOFTMAX (which it maps). Fails if any op would not map.
         include_preprocessing: fold the ImageNet normalisation into the graph so the file
             takes RGB pixels in [0, 255] (default: True; False: ImageNet-normalised inputs,
             which MediaPipe cannot describe: it has no per-channel normalisation).
