@@ -115,9 +115,10 @@ def run_file(path, images, threads=2):
 
 
 def _contract(exported_file):
-    """The export's JSON sidecar ({} when there is none, e.g. for ONNX files)."""
+    """A `.tflite` file's JSON sidecar ({} when there is none; ONNX files have none, and a
+    `model.json` beside `model.onnx` belongs to a `model.tflite`)."""
     sidecar = os.path.splitext(os.fspath(exported_file))[0] + ".json"
-    if os.path.exists(sidecar):
+    if os.fspath(exported_file).endswith(".tflite") and os.path.exists(sidecar):
         with open(sidecar) as file:
             return json.load(file)
     return {}
