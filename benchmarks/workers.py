@@ -192,9 +192,12 @@ def export_files(job):
                 if kind == "onnx":
                     export_onnx(model, path, input_size=job["sizes"][0])
                 else:
+                    # The raw files (normalised inputs, logits): the runtimes compared here all
+                    # run the same graph on the same normalised images.
                     export_tflite(model, path, quantization=kind, input_size=job["sizes"][0],
                                   representative_data=calibration if kind == "int8" else None,
-                                  num_calibration=len(calibration))
+                                  num_calibration=len(calibration), include_preprocessing=False,
+                                  probabilities=False)
             written[f"{variant}/{kind}"] = path
     return [written]
 

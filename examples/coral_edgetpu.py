@@ -61,13 +61,15 @@ def main(model_path, image_path, top=5):
         pixels = np.clip(np.round(pixels / scale + zero_point), 0, 255).astype(np.uint8)
     interpreter.set_tensor(inp["index"], pixels[None])
     interpreter.invoke()
-    scores = interpreter.get_tensor(out["index"])[0].astype(np.float32)
+    raw = interpreter.get_tensor(out["index"])[0].astype(np.float32)
     scale, zero_point = out["quantization"]
-    logits = (scores - zero_point) * scale
+    scores = (raw - zero_point) * scale  # probabilities (the file ends in a softmax), else logits
     labels_file = contract.get("labels")
     labels = open(os.path.join(os.path.dirname(model_path), labels_file)).read().splitlines() if labels_file else None
-    for index in np.argsort(-logits)[:top]:
-        print(f"{logits[index]:8.3f}  {labels[index] if labels else index}")
+    probabilities = contract.get("probabilities", False)
+    for index in np.argsort(-scores)[:top]:
+        score = f"{scores[index]:7.2%}" if probabilities else f"{scores[index]:8.3f}"
+        print(f"{score}  {labels[index] if labels else index}")
 
 
 if __name__ == "__main__":

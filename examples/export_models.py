@@ -17,7 +17,7 @@ import numpy as np
 
 import keras_swiftformer
 from keras_swiftformer.export import calibration_array, export_tflite, verify
-from keras_swiftformer.preprocessing import load_image, preprocess_input
+from keras_swiftformer.preprocessing import load_image
 
 FLAVOURS = [
     ("float32", {}),
@@ -67,11 +67,10 @@ def main():
             options = {**options, "input_size": size}
             kind = "semantic_fpn" if args.segmenter else ""
             path = os.path.join(out, f"swiftformer_{variant.lower()}{kind and '_' + kind}_{flavour}.tflite")
-            folds = options.get("edgetpu", False)
-            calibration = args.calibration or (pixels if folds else preprocess_input(pixels))
+            # The files take pixels in [0, 255] (normalisation folded in, the default).
+            calibration = args.calibration or pixels
             result = export_tflite(model, path, representative_data=calibration, **options)
-            data = pixels if folds else preprocess_input(pixels)
-            report = verify(path, model, data, repeats=20)
+            report = verify(path, model, pixels, repeats=20)
             rows.append((variant, flavour, result["bytes"] / 1e6, report))
             print(f"{variant:3s} {flavour:8s} done", flush=True)
         del model

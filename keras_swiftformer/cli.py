@@ -162,9 +162,13 @@ def _parser(prog):
     export.add_argument("--calibration", help="folder of images or tfds dataset name (int8)")
     export.add_argument("--num-calibration", type=positive_int, default=200, help="calibration images to use")
     export.add_argument("--edgetpu", action="store_true", help="Edge TPU-compatible full-int8 graph")
-    export.add_argument("--include-preprocessing", action="store_true", default=None,
-                        help="fold the ImageNet normalisation in: the file takes [0, 255] pixels")
-    export.add_argument("--io-dtype", choices=["int8", "uint8", "float32"])
+    export.add_argument("--include-preprocessing", action=argparse.BooleanOptionalAction, default=None,
+                        help="fold the ImageNet normalisation in, so the file takes RGB pixels in [0, 255] "
+                        "(TFLite default; --no-include-preprocessing: ImageNet-normalised inputs)")
+    export.add_argument("--io-dtype", choices=["int8", "uint8", "float32"],
+                        help="input/output type of a full-int8 file (default: uint8)")
+    export.add_argument("--logits", action="store_true",
+                        help="TFLite classifiers: output raw logits instead of ending in a softmax")
     export.add_argument("--image-size", type=positive_int,
                         help="side of the file's fixed input (default: the side fine-tuned weights "
                         "were trained at, else 224)")
@@ -232,7 +236,7 @@ def export(args):
             input_size=size, edgetpu=args.edgetpu,
             include_preprocessing=args.include_preprocessing, io_dtype=args.io_dtype,
             num_calibration=args.num_calibration,
-            class_names=recorded,
+            class_names=recorded, probabilities=not args.logits,
         )
         print(f"Wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB) and {result['sidecar']}.")
         print(format_report(result["ops"]))
@@ -250,8 +254,9 @@ def export(args):
         pixels = np.random.RandomState(0).uniform(0, 255, (8, size, size, 3)).astype("float32")
     folded = bool(result.get("include_preprocessing"))
     report = verify(args.output, model, pixels if folded else preprocess_input(pixels))
+    compared = "probabilities vs Keras' softmax" if report["probabilities"] else "outputs"
     print(
-        f"Verification against Keras on {len(pixels)} images: max |diff| {report['max_abs_diff']:.3g}, "
+        f"Verification against Keras on {len(pixels)} images ({compared}): max |diff| {report['max_abs_diff']:.3g}, "
         f"cosine {report['cosine']:.5f}, top-1 agreement {report['top1_agreement']:.1%}, "
         f"latency {report['latency_ms']:.1f} ms (Keras {report['keras_latency_ms']:.1f} ms)"
     )
@@ -276,8 +281,9 @@ def _check_combinations(parser, args):
             f"--quantize {args.quantize} applies to --format tflite only: ONNX files are written in "
             "float32. Use --format tflite --quantize int8 for an integer file."
         )
-    if args.format == "onnx" and (args.edgetpu or args.io_dtype or args.include_preprocessing):
-        parser.error("--edgetpu, --io-dtype and --include-preprocessing apply to --format tflite only.")
+    if args.format == "onnx" and (args.edgetpu or args.io_dtype or args.include_preprocessing is not None or args.logits):
+        parser.error("--edgetpu, --io-dtype, --include-preprocessing and --logits apply to --format tflite only "
+                     "(ONNX files take ImageNet-normalised inputs and give logits).")
     if args.format == "tflite" and args.quantize == "int8" and not args.calibration:
         parser.error("--quantize int8 needs --calibration: a folder of your images or a tfds dataset name.")
     if args.format == "tflite" and args.dynamic_axes:

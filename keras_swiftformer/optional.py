@@ -15,6 +15,7 @@ _EXTRAS = {
     "onnxruntime": ("export", "running ONNX files"),
     "ai_edge_litert.interpreter": ("export", "running TFLite files"),
     "ai_edge_litert.schema_py_generated": ("export", "reading .tflite files"),
+    "flatbuffers": ("export", "writing TFLite metadata"),
     "tensorflow_datasets": ("tfds", "calibrating or training on tensorflow-datasets"),
     "matplotlib": ("training", "plotting learning curves"),
     "h5py": (None, "Keras weights files"),  # a dependency of keras itself

@@ -16,6 +16,7 @@ optional("ai_edge_litert")
 from keras_swiftformer import SwiftFormer, SwiftFormerS, SwiftFormerXS  # noqa: E402
 from keras_swiftformer.cli import main as cli  # noqa: E402
 from keras_swiftformer.export import export_onnx, export_tflite, run_file, verify  # noqa: E402
+from keras_swiftformer.export.metadata import associated_files, read_metadata  # noqa: E402
 from keras_swiftformer.export.report import io_details, op_report, read_operators  # noqa: E402
 from keras_swiftformer.layers import exact_gelu  # noqa: E402
 from keras_swiftformer.layers.numerics import edgetpu_gelu  # noqa: E402
@@ -50,6 +51,12 @@ def tiny():
     return randomise_weights(tiny_model(), seed=2)
 
 
+# The default float32 and int8 files of XS (normalisation folded in, softmax, uint8 I/O, the
+# TFLite metadata) are exported and run through MediaPipe and `verify` in test_mediapipe.py;
+# here the raw files that users ask for: ImageNet-normalised inputs, logits.
+RAW = {"include_preprocessing": False, "probabilities": False}
+
+
 @pytest.mark.any_backend  # export always runs on TensorFlow (a subprocess elsewhere: tested below)
 @pytest.mark.parametrize("which", ["XS", "S"])
 def test_float_exports_match_keras(tmp_path, which, xs_model, s_model):
@@ -58,26 +65,27 @@ def test_float_exports_match_keras(tmp_path, which, xs_model, s_model):
     images = random_images((3, size, size, 3), seed=4)
     expected = _logits(model, images)
     assert np.abs(expected).max() > 0.5  # meaningful logits, not the near-zero default init
-    fp32 = export_tflite(model, tmp_path / "m.tflite", input_size=size)
-    assert np.abs(run_file(fp32["path"], images) - expected).max() <= FLOAT_TOLERANCE
-    counts = {row["op"]: row["count"] for row in fp32["ops"]}
-    assert set(counts).isdisjoint({"FLEX", "CUSTOM", "SQUARE", "L2_NORMALIZATION", "SUB"})
-    # ADDs: one residual per Conv. Encoder, three residuals and the attention's
-    # `proj(g * k) + q` per SwiftFormer Encoder, and the BatchNorm shift after each of the five
-    # explicitly padded stride-2 convolutions (stem 2, downsampling 3), which the converter does
-    # not fold into their bias. Every other BatchNorm leaves no op of its own.
-    depths = model_depths(model)
-    assert counts["ADD"] == sum(d - 1 for d in depths) + 4 * len(depths) + 5
     if which == "S":
+        fp32 = export_tflite(model, tmp_path / "m.tflite", input_size=size, **RAW)
+        assert np.abs(run_file(fp32["path"], images) - expected).max() <= FLOAT_TOLERANCE
+        counts = {row["op"]: row["count"] for row in fp32["ops"]}
+        assert set(counts).isdisjoint({"FLEX", "CUSTOM", "SQUARE", "L2_NORMALIZATION", "SUB", "SOFTMAX"})
+        # ADDs: one residual per Conv. Encoder, three residuals and the attention's
+        # `proj(g * k) + q` per SwiftFormer Encoder, and the BatchNorm shift after each of the
+        # five explicitly padded stride-2 convolutions (stem 2, downsampling 3), which the
+        # converter does not fold into their bias. Every other BatchNorm leaves no op of its own.
+        depths = model_depths(model)
+        assert counts["ADD"] == sum(d - 1 for d in depths) + 4 * len(depths) + 5
         return  # the quantisations and ONNX below do not depend on the architecture
-    fp16 = export_tflite(model, tmp_path / "m16.tflite", quantization="float16", input_size=size)
+    fp16 = export_tflite(model, tmp_path / "m16.tflite", quantization="float16", input_size=size, **RAW)
     # float16 weights: relative error around 1e-3, bounded at 1e-2 of the logits' range.
     assert np.abs(run_file(fp16["path"], images) - expected).max() <= 1e-2 * np.abs(expected).max()
-    dynamic = export_tflite(model, tmp_path / "md.tflite", quantization="dynamic", input_size=size)
+    dynamic = export_tflite(model, tmp_path / "md.tflite", quantization="dynamic", input_size=size, **RAW)
     report = verify(dynamic["path"], model, images, repeats=1)
-    assert report["cosine"] > 0.99
-    # Weights dominate the file: about half and a quarter of the float32 size.
-    assert fp16["bytes"] < 0.55 * fp32["bytes"] and dynamic["bytes"] < 0.35 * fp32["bytes"]
+    assert report["cosine"] > 0.99 and not report["probabilities"]
+    # Weights dominate the file: about half and a quarter of float32's 4 bytes per parameter.
+    float32_bytes = 4 * model.count_params()
+    assert fp16["bytes"] < 0.55 * float32_bytes and dynamic["bytes"] < 0.35 * float32_bytes
     onnx = export_onnx(model, tmp_path / "m.onnx", input_size=size)
     assert np.abs(run_file(onnx["path"], images) - expected).max() <= FLOAT_TOLERANCE
     assert_onnxruntime_fuses_every_gelu(onnx["path"], model_depths(model), tmp_path)
@@ -102,20 +110,28 @@ def assert_onnxruntime_fuses_every_gelu(path, depths, tmp_path):
 
 
 def test_export_from_any_backend(tmp_path, tiny):
-    """From this backend's session (a TensorFlow subprocess on JAX and PyTorch)."""
-    images = random_images((2, 64, 64, 3), seed=6)
+    """From this backend's session (a TensorFlow subprocess on JAX and PyTorch), with the
+    phone defaults: [0, 255] pixels in, probabilities out, the user's class names packed in."""
+    pixels = np.random.RandomState(6).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    images = preprocess_input(pixels)
     expected = _logits(tiny, images)
-    result = export_tflite(tiny, tmp_path / "tiny.tflite", input_size=64)
-    assert np.abs(run_file(result["path"], images) - expected).max() <= FLOAT_TOLERANCE
-    assert io_details(open(result["path"], "rb").read())["inputs"][0]["shape"] == [1, 64, 64, 3]
-    onnx = export_onnx(tiny, tmp_path / "tiny.onnx", input_size=64)
+    names = [f"class {i}" for i in range(10)]
+    result = export_tflite(tiny, tmp_path / "tiny.tflite", input_size=64, class_names=names)
+    probabilities = np.exp(expected) / np.exp(expected).sum(-1, keepdims=True)
+    assert np.abs(run_file(result["path"], pixels) - probabilities).max() <= FLOAT_TOLERANCE
+    content = open(result["path"], "rb").read()
+    assert io_details(content)["inputs"][0]["shape"] == [1, 64, 64, 3]
+    assert read_metadata(content) is not None
+    assert associated_files(content)["labels.txt"].decode().splitlines() == names
+    onnx = export_onnx(tiny, tmp_path / "tiny.onnx", input_size=64)  # ONNX: normalised in, logits out
     assert np.abs(run_file(onnx["path"], images) - expected).max() <= FLOAT_TOLERANCE
-    # The sidecar carries the input contract (no labels for a 10-class model).
+    # The sidecar carries the input contract.
     import json
 
     contract = json.load(open(tmp_path / "tiny.json"))
     assert contract["quantization"] == "float32" and contract["input"]["dtype"] == "float32"
-    assert contract["normalization"]["mean"][0] == pytest.approx(0.485 * 255)
+    assert contract["include_preprocessing"] and contract["probabilities"] and contract["softmax_added"]
+    assert contract["labels"] == "tiny.labels.txt"
 
 
 def test_edgetpu_gelu_is_close():
@@ -173,8 +189,10 @@ def test_int8_fidelity(tmp_path, digits_model, edgetpu):
     operators = read_operators(content)
     floats = [op for op in operators if any(t.startswith("FLOAT") for t in op[2] + op[3])]
     assert floats == []  # full integer, no float fallback anywhere
-    expected_io = "uint8" if edgetpu else "int8"
-    assert result["io"]["inputs"][0]["dtype"] == expected_io and result["io"]["inputs"][0]["shape"] == [1, 32, 32, 3]
+    # uint8 in and out by default (scale 1 and zero point 0 for the pixels), Edge TPU or not
+    assert (result["io"]["inputs"][0]["scale"], result["io"]["inputs"][0]["zero_point"]) == (1.0, 0)
+    assert result["io"]["outputs"][0]["dtype"] == "uint8" and "SOFTMAX" in {row["op"] for row in result["ops"]}
+    assert result["io"]["inputs"][0]["dtype"] == "uint8" and result["io"]["inputs"][0]["shape"] == [1, 32, 32, 3]
     names = {row["op"] for row in op_report(content)}
     if edgetpu:
         assert all(row["edgetpu"] for row in result["ops"])
@@ -249,6 +267,7 @@ def test_command_line(tmp_path, capsys):
         (["--quantize", "int8", "-o", str(tmp_path / "x.tflite")], "--quantize int8 needs --calibration"),
         (["--format", "onnx", "--quantize", "int8", "-o", str(tmp_path / "x.onnx")], "ONNX files are written in float32"),
         (["--dynamic-axes", "-o", str(tmp_path / "x.tflite")], "--dynamic-axes applies to --format onnx"),
+        (["--format", "onnx", "--logits", "-o", str(tmp_path / "x.onnx")], "--logits apply to --format tflite"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             cli(["export", "--model", "XS", "--weights", str(weights), *arguments])
@@ -259,12 +278,13 @@ def test_command_line(tmp_path, capsys):
 @pytest.mark.any_backend
 def test_a_fixed_input_model_exports_at_its_own_size(tmp_path):
     model = randomise_weights(tiny_model(input_shape=(64, 64, 3)), seed=4)
-    images = random_images((8, 64, 64, 3), seed=6)
+    images = np.random.RandomState(6).uniform(0, 255, (8, 64, 64, 3)).astype("float32")  # pixels
     result = export_tflite(model, tmp_path / "fixed.tflite", quantization="int8", representative_data=images)
     assert result["io"]["inputs"][0]["shape"] == [1, 64, 64, 3]
     assert verify(result["path"], model, images, repeats=1)["top1_agreement"] >= 0.75
     onnx = export_onnx(model, tmp_path / "fixed.onnx")
-    assert np.abs(run_file(onnx["path"], images) - _logits(model, images)).max() <= FLOAT_TOLERANCE
+    normalised = preprocess_input(images)
+    assert np.abs(run_file(onnx["path"], normalised) - _logits(model, normalised)).max() <= FLOAT_TOLERANCE
     with pytest.raises(ValueError, match="`input_size` must be a positive integer"):
         export_tflite(model, tmp_path / "bad.tflite", input_size=0)
     assert sorted(os.listdir(tmp_path)) == ["fixed.json", "fixed.onnx", "fixed.tflite"]
@@ -302,4 +322,4 @@ def test_calibration_from_a_tfds_name(tmp_path):
     with tfds.testing.mock_data(num_examples=6):
         result = export_tflite(model, tmp_path / "t.tflite", quantization="int8",
                                representative_data="tf_flowers", input_size=32, num_calibration=6)
-    assert result["io"]["inputs"][0]["dtype"] == "int8"
+    assert result["io"]["inputs"][0]["dtype"] == "uint8"

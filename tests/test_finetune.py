@@ -21,7 +21,7 @@ optional("matplotlib")
 from keras_swiftformer import SwiftFormerXS  # noqa: E402
 from keras_swiftformer.cli import main as swiftformer  # noqa: E402
 from keras_swiftformer.export import run_file  # noqa: E402
-from keras_swiftformer.preprocessing import load_image  # noqa: E402
+from keras_swiftformer.preprocessing import load_image, preprocess_input  # noqa: E402
 from keras_swiftformer.training import (  # noqa: E402
     Augmentation,
     DatasetError,
@@ -229,10 +229,11 @@ def test_command_line(small_digits, tmp_path, capsys):
     assert json.load(open(tmp_path / "digits.json"))["input"]["shape"] == [1, 32, 32, 3]
     assert (tmp_path / "digits.labels.txt").read_text().split() == [f"digit_{i}" for i in range(10)]
     assert (tmp_path / "cli" / "labels.txt").read_text().split() == [f"digit_{i}" for i in range(10)]
-    images = np.stack([load_image(os.path.join(small_digits, f"digit_{d}", name), 32)
+    pixels = np.stack([load_image(os.path.join(small_digits, f"digit_{d}", name), 32, normalize=False)
                        for d in range(10) for name in sorted(os.listdir(os.path.join(small_digits, f"digit_{d}")))[:2]])
-    from_file = np.concatenate([run_file(exported, image[None]) for image in images])
-    np.testing.assert_array_equal(from_file.argmax(-1), to_numpy(model.predict(images, verbose=0)).argmax(-1))
+    from_file = np.concatenate([run_file(exported, image[None]) for image in pixels])  # the file takes pixels
+    predicted = to_numpy(model.predict(preprocess_input(pixels), verbose=0)).argmax(-1)
+    np.testing.assert_array_equal(from_file.argmax(-1), predicted)
     # A finished run is never overwritten, and --resume needs a run to continue.
     again = ["--model", "XS", "--weights", "none", "--dataset", small_digits, "--epochs", "1", "--output"]
     capsys.readouterr()

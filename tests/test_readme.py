@@ -35,6 +35,7 @@ from helpers import ROOT, digits_folder, optional, scene_parse_examples, subproc
 
 from keras_swiftformer.cli import main as swiftformer_main
 from keras_swiftformer.models import VARIANTS
+from keras_swiftformer.preprocessing import imagenet_classes
 
 torch = optional("torch")
 optional("transformers")
@@ -88,6 +89,8 @@ PLAN = {
                         ("--model L1 --weights imagenet --format onnx", "--model XS --weights imagenet --format onnx --image-size 64"),
                         ("path/to/images", "{images}")],
         }),
+        # MediaPipe on the float32 file the block above wrote (XS at 64x64 here).
+        ("import mediapipe as mp", {}),
     ],
     "finetune": [
         ("python -m training.finetune --model XS --weights imagenet --dataset tf_flowers \\", {
@@ -281,13 +284,43 @@ def test_setup_and_predict_blocks(user, mirror):
 
 
 def test_export_block(user):
+    optional("mediapipe")
     images = digits_folder(str(user / "my_images"), per_class=2)
-    _run_group("export", {"images": images}, {})
+    namespace = {}
+    _run_group("export", {"images": images}, namespace)
     for name in ("l1_fp32", "l1_int8", "xs_edgetpu"):
         contract = json.load(open(user / f"{name}.json"))
         assert contract["input"]["shape"] == [1, 64, 64, 3]
         assert (user / f"{name}.tflite").stat().st_size > 1e6
     assert (user / "l1.onnx").stat().st_size > 1e6
+    top5 = namespace["top5"]  # MediaPipe's ImageClassifier on the float32 file
+    names = [names.split(",")[0] for _, names in imagenet_classes()]
+    assert len(top5) == 5 and all(c.category_name == names[c.index] for c in top5)
+
+
+def test_android_readme_export(user):
+    """examples/android/README.md's export command writes the files it tells the app to put
+    in assets/, and the model holds the labels MediaPipe names categories with."""
+    mp = optional("mediapipe")
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    with open(os.path.join(ROOT, "examples", "android", "README.md"), encoding="utf-8") as file:
+        text = file.read()
+    (command,) = [c for c in _commands("\n".join(re.findall(r"^```bash\n(.*?)^```", text, re.S | re.M)))
+                  if c.startswith("python -m conversion export")]
+    images = digits_folder(str(user / "my_images"), per_class=1)
+    # XS at 64x64 instead of 224: the same command, a fraction of the time.
+    _run_command(command.replace("path/to/images", images) + " --image-size 64", {}, [])
+    assets = re.findall(r"`(swiftformer_xs_int8[\w.]*)`", text.split("## assets/")[1].split("##")[0])
+    assert "swiftformer_xs_int8.tflite" in assets
+    for name in assets:
+        assert (user / name).exists(), name
+    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path="swiftformer_xs_int8.tflite"),
+                                            max_results=3)
+    with vision.ImageClassifier.create_from_options(options) as classifier:
+        image = mp.Image.create_from_file(os.path.join(ROOT, "examples", "chelsea.jpg"))
+        categories = classifier.classify(image).classifications[0].categories
+    assert len(categories) == 3 and all(c.category_name for c in categories)
 
 
 def test_finetune_blocks(user):

@@ -172,15 +172,16 @@ def test_int8_and_edgetpu_segmenter_agree_with_float(trained, shapes_folder, tmp
     to_pixels = lambda x: x * np.array(IMAGENET_STD) * 255 + np.array(IMAGENET_MEAN) * 255  # noqa: E731
     for edgetpu in (False, True):
         path = str(tmp_path / f"segmenter_{'edgetpu' if edgetpu else 'int8'}.tflite")
-        result = export_tflite(model, path, "int8", to_pixels(calibration) if edgetpu else calibration,
-                               input_size=SIZE, edgetpu=edgetpu)
+        # Default (normalisation folded in, pixels in) and Edge TPU files alike take pixels.
+        result = export_tflite(model, path, "int8", to_pixels(calibration), input_size=SIZE, edgetpu=edgetpu,
+                               class_names=CLASS_NAMES)
         assert all(row["integer"] for row in result["ops"]), result["ops"]
         ops = {row["op"] for row in result["ops"]}
         assert {"RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"} <= ops and "TILE" not in ops
         if edgetpu:
             assert all(row["edgetpu"] for row in result["ops"])
             assert all(not r["align_corners"] for r in result["resizes"])
-        check = verify(path, model, to_pixels(normalised) if edgetpu else normalised, repeats=2)
+        check = verify(path, model, to_pixels(normalised), repeats=2)
         assert check["top1_agreement"] >= 0.95, check  # pixel agreement with the float model
     with open(str(tmp_path / "segmenter_edgetpu.json")) as file:
         assert json.load(file)["task"].startswith("dense")
@@ -244,7 +245,8 @@ def test_bare_backbone_exports_its_pyramid(tmp_path):
     backbone = SwiftFormerBackbone(depths=TINY["depths"], widths=TINY["widths"], feature_norm=True)
     images = random_images((1, 64, 96, 3), seed=4)
     expected = {level: to_numpy(value) for level, value in backbone(images, training=False).items()}
-    result = export_tflite(backbone, str(tmp_path / "backbone.tflite"), input_size=(64, 96))
+    result = export_tflite(backbone, str(tmp_path / "backbone.tflite"), input_size=(64, 96),
+                           include_preprocessing=False)  # the raw pyramid on normalised images
     assert len(result["io"]["outputs"]) == 4
     interpreter = Interpreter(model_path=result["path"])
     interpreter.allocate_tensors()

@@ -40,6 +40,22 @@ def architecture_classes(model):
     return architecture(model)["classes"] if is_classifier(model) else None
 
 
+def segmenter_classes(model):
+    """The number of classes of a `SwiftFormerSegmenter` (per-pixel logits); else None."""
+    names = {layer.name for layer in model.layers}
+    if is_classifier(model) or not {"logits_upsample", "logits"} <= names or len(model.outputs) != 1:
+        return None
+    return int(model.outputs[0].shape[-1])
+
+
+def appends_softmax(model):
+    """Whether `probabilities=True` adds a softmax: a classifier that returns logits."""
+    if not is_classifier(model):
+        return False
+    activation = architecture(model)["activation"]
+    return activation in (None, "linear") or (isinstance(activation, dict) and activation.get("config") == "linear")
+
+
 DEFAULT_INPUT_SIZE = 224
 
 
@@ -83,10 +99,11 @@ def _fixed_input(model, images, x):
     return keras.Model(images, model(x, training=False), name=f"{model.name}_deploy")
 
 
-def deploy_model(model, input_size=224, batch_size=1, include_preprocessing=False):
+def deploy_model(model, input_size=224, batch_size=1, include_preprocessing=False, probabilities=False):
     """A fixed-shape, single-head copy of `model` for export.
 
-    Classifiers are rebuilt with the distillation head folded into the class head; backbones
+    Classifiers are rebuilt with the distillation head folded into the class head, and end in
+    a softmax with `probabilities` (unless they already return probabilities); backbones
     (`SwiftFormerBackbone`) and segmenters (`SwiftFormerSegmenter`) are exported as they are,
     on a fixed input.
     """
@@ -103,7 +120,10 @@ def deploy_model(model, input_size=224, batch_size=1, include_preprocessing=Fals
         distillation=False, attention_pooling=spec["attention_pooling"],
         classifier_activation=activation, name=f"{model.name}_deploy",
     )
-    deployed = keras.Model(images, deployed.output, name=f"{model.name}_deploy")
+    outputs = deployed.output
+    if probabilities and appends_softmax(model):
+        outputs = keras.layers.Softmax(name="probabilities")(outputs)
+    deployed = keras.Model(images, outputs, name=f"{model.name}_deploy")
     copy_matching_layers(model, deployed, skip=("head",))
     source = {layer.name: layer for layer in model.layers}
     head = deployed.get_layer("head")

@@ -114,29 +114,47 @@ def run_file(path, images, threads=2):
     return file_runner(path, threads)(images)
 
 
-def _folds_preprocessing(exported_file):
+def _contract(exported_file):
+    """A `.tflite` file's JSON sidecar ({} when there is none; ONNX files have none, and a
+    `model.json` beside `model.onnx` belongs to a `model.tflite`)."""
     sidecar = os.path.splitext(os.fspath(exported_file))[0] + ".json"
-    if os.path.exists(sidecar):
+    if os.fspath(exported_file).endswith(".tflite") and os.path.exists(sidecar):
         with open(sidecar) as file:
-            return bool(json.load(file).get("include_preprocessing"))
-    return False
+            return json.load(file)
+    return {}
 
 
-def verify(exported_file, keras_model, data, threads=2, repeats=10, include_preprocessing=None):
-    """Compares an exported file with the Keras model on the same images.
+def softmax(logits, axis=-1):
+    logits = np.asarray(logits, "float32")
+    exponentials = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return exponentials / exponentials.sum(axis=axis, keepdims=True)
+
+
+def verify(exported_file, keras_model, data, threads=2, repeats=10, include_preprocessing=None,
+           probabilities=None):
+    """Compares an exported file with the Keras model on the same images, like with like.
 
     `data`: model inputs as `keras_model.predict` takes them; if the file folds the
     preprocessing in (`include_preprocessing`, default: what its JSON sidecar says), `data` is
     raw [0, 255] pixels, fed as they are to the file and through `preprocess_input` to Keras.
+    If the file ends in a softmax that the Keras model does not have (`probabilities`, default:
+    what the sidecar says, as `export_tflite` writes by default), Keras' logits go through a
+    softmax before the comparison.
 
-    Returns max abs difference, cosine similarity and top-1 agreement of the logits, and the
+    Returns max abs difference, cosine similarity and top-1 agreement of the outputs
+    (probabilities or logits, as the file gives), whether they are probabilities, and the
     median latency of one sample through the file and through the Keras model.
     """
     data = np.asarray(data, "float32")
+    contract = _contract(exported_file)
     if include_preprocessing is None:
-        include_preprocessing = _folds_preprocessing(exported_file)
+        include_preprocessing = bool(contract.get("include_preprocessing"))
+    if probabilities is None:
+        probabilities = bool(contract.get("softmax_added"))
     keras_inputs = preprocess_input(data) if include_preprocessing else data
     reference = keras.ops.convert_to_numpy(keras_model.predict(keras_inputs, verbose=0))
+    if probabilities:
+        reference = softmax(reference)
     runner = file_runner(exported_file, threads)  # loaded once: latency excludes loading
     outputs = runner(data)
     flat_a, flat_b = outputs.reshape(len(data), -1), reference.reshape(len(data), -1)
@@ -159,6 +177,7 @@ def verify(exported_file, keras_model, data, threads=2, repeats=10, include_prep
         "max_abs_diff": float(np.abs(outputs - reference).max()),
         "cosine": cosine,
         "top1_agreement": float(np.mean(outputs.argmax(-1) == reference.argmax(-1))),
+        "probabilities": bool(probabilities or contract.get("probabilities")),
         "latency_ms": 1000 * float(np.median(timings)),
         "keras_latency_ms": 1000 * float(np.median(keras_timings)),
     }

@@ -1,8 +1,13 @@
 """Keras SwiftFormer -> TFLite: float32, float16, dynamic-range, full int8 and Edge TPU.
 
 The file is checked as it is written: builtin operators only, no float operator left in a
-full-integer graph, every operator mappable by the Edge TPU compiler for `edgetpu=True`. A JSON
-input contract (and, for ImageNet classifiers, a label file) is written beside it.
+full-integer graph, every operator mappable by the Edge TPU compiler for `edgetpu=True`.
+Classifiers and segmenters carry standard TFLite metadata with their labels packed in
+(`metadata`), so MediaPipe Tasks runs them as they are; a JSON input contract (and a label
+file, when the classes have names) is also written beside the file.
+
+Phone-facing defaults: the ImageNet normalisation is folded in (RGB pixels in [0, 255] go in),
+a full-int8 file takes and gives uint8, and a classifier ends in a softmax (probabilities).
 """
 
 import os
@@ -14,8 +19,16 @@ import keras
 import numpy as np
 
 from keras_swiftformer.export.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_array
-from keras_swiftformer.export.deploy import architecture_classes, as_model, deploy_model, export_input_size
+from keras_swiftformer.export.deploy import (
+    appends_softmax,
+    architecture_classes,
+    as_model,
+    deploy_model,
+    export_input_size,
+    segmenter_classes,
+)
 from keras_swiftformer.export.errors import ExportError
+from keras_swiftformer.export.metadata import LABELS_FILE, add_metadata, image_model_metadata
 from keras_swiftformer.export.report import io_details, op_report, resize_operators
 from keras_swiftformer.export.tensorflow_process import run_in_tensorflow
 from keras_swiftformer.io import write_bytes, write_json
@@ -37,9 +50,10 @@ def _check_options(quantization, edgetpu, io_dtype, include_preprocessing, batch
         if batch_size != 1:
             raise ValueError(f"The Edge TPU needs batch size 1. Received: batch_size={batch_size}")
     if io_dtype is None:
-        io_dtype = "uint8" if edgetpu else ("int8" if quantization == "int8" else "float32")
+        # uint8 for full int8: MediaPipe, Coral and most Android code take uint8 images.
+        io_dtype = "uint8" if quantization == "int8" else "float32"
     if include_preprocessing is None:
-        include_preprocessing = bool(edgetpu)
+        include_preprocessing = True
     if quantization == "int8" and io_dtype not in ("int8", "uint8", "float32"):
         raise ValueError(f"`io_dtype` for int8 must be int8, uint8 or float32. Received: {io_dtype!r}")
     if quantization != "int8" and io_dtype != "float32":
@@ -99,14 +113,18 @@ def _tflite_bytes(model, quantization, calibration, input_shape, io_dtype, edget
         ) from error
 
 
-def _sidecar(path, model_name, details, options, classes, class_names=None):
-    """labels.txt + JSON input contract next to the file (tflite-support, the maintained
-    metadata writer, does not install on Python >= 3.10). Labels: `class_names` (a fine-tuned
-    model's), else ImageNet's for 1000 classes."""
-    base = os.path.splitext(os.fspath(path))[0]
-    labels = None
+def _label_names(classes, class_names):
+    """`class_names` (a fine-tuned model's), else ImageNet's for a 1000-class classifier."""
     if class_names is None and classes == 1000:
         class_names = [names.split(",")[0] for _, names in imagenet_classes()]
+    return class_names
+
+
+def _sidecar(path, model_name, details, options, classes, class_names=None):
+    """labels.txt + JSON input contract next to the file, for runtimes that do not read the
+    file's metadata (the Coral example, a plain LiteRT Interpreter)."""
+    base = os.path.splitext(os.fspath(path))[0]
+    labels = None
     if class_names is not None:
         labels = base + ".labels.txt"
         write_bytes(labels, "".join(f"{name}\n" for name in class_names).encode())
@@ -117,6 +135,7 @@ def _sidecar(path, model_name, details, options, classes, class_names=None):
         "output": details["outputs"][0],
         **({"outputs": details["outputs"]} if len(details["outputs"]) > 1 else {}),
         "task": "classification" if classes else "dense (segmentation logits or feature maps)",
+        "scores": "probabilities (softmax in the file)" if options.get("probabilities") else "logits",
         "pixels": "RGB, channels last, official evaluation transform (shorter side to "
         "int(256/224*size) bicubic, centre crop)" if classes else
         "RGB, channels last, resized (aspect ratio kept) and padded to the input size",
@@ -130,11 +149,51 @@ def _sidecar(path, model_name, details, options, classes, class_names=None):
     return base + ".json"
 
 
+def _pin_input_range(calibration):
+    """A copy of folded-preprocessing calibration pixels whose range is exactly [0, 255], so a
+    uint8 input is quantised with scale 1 and zero point 0: MediaPipe (and most Android code)
+    feeds the image's bytes as they are, without requantising them."""
+    calibration = np.array(calibration, "float32", copy=True)
+    calibration.reshape(-1)[:2] = (0.0, 255.0)
+    return calibration
+
+
+def _with_metadata(content, model, options, classes, class_names):
+    """The file with TFLite metadata (classifiers and segmenters; backbones have no task)."""
+    segmenter = segmenter_classes(model)
+    if classes is None and segmenter is None:
+        return content
+    input_size = options["input_size"]
+    size = (input_size, input_size) if np.isscalar(input_size) else tuple(input_size)
+    if options["include_preprocessing"]:
+        mean, std = [0.0], [1.0]  # pixels as they are; the ImageNet normalisation is in the graph
+    else:
+        mean, std = [m * 255 for m in IMAGENET_MEAN], [s * 255 for s in IMAGENET_STD]
+    task = "classifier" if classes else "segmenter"
+    what = (f"image classifier ({classes} classes)" if classes
+            else f"semantic segmenter ({segmenter} classes, per-pixel logits)")
+    description = (
+        f"SwiftFormer {what}, exported by keras-swiftformer ({options['quantization']}"
+        f"{', Edge TPU' if options['edgetpu'] else ''}). Input: RGB pixels in [0, 255]"
+        + (" (ImageNet normalisation folded in)" if options["include_preprocessing"] else
+           ", normalised per channel with ImageNet's mean and std") + "."
+    )
+    metadata = image_model_metadata(
+        task, model.name, description, size, mean, std, labels=class_names,
+        probabilities=options["probabilities"] if classes else True,
+    )
+    files = {LABELS_FILE: "".join(f"{name}\n" for name in class_names).encode()} if class_names else None
+    return add_metadata(content, metadata, files)
+
+
 def export_tflite_here(model, path, quantization, calibration, input_size, batch_size,
-                       edgetpu, include_preprocessing, io_dtype, class_names=None):
+                       edgetpu, include_preprocessing, io_dtype, class_names=None, probabilities=True):
     """`export_tflite` on the TensorFlow backend, in this process."""
-    deployed = deploy_model(model, input_size, batch_size, include_preprocessing)
+    classes = architecture_classes(model)
+    deployed = deploy_model(model, input_size, batch_size, include_preprocessing, probabilities=probabilities)
     input_shape = tuple(deployed.inputs[0].shape)
+    if quantization == "int8" and include_preprocessing:
+        calibration = _pin_input_range(calibration)
     content = _tflite_bytes(deployed, quantization, calibration, input_shape, io_dtype, edgetpu)
     report = op_report(content)
     if quantization == "int8":
@@ -145,11 +204,16 @@ def export_tflite_here(model, path, quantization, calibration, input_size, batch
         unmapped = [f"{row['op']} v{row['version']}" for row in report if not row["edgetpu"]]
         if unmapped:
             raise ExportError(f"The Edge TPU graph holds operators the Edge TPU cannot map: {unmapped}")
-    write_bytes(path, content)
     details = io_details(content)
     options = {"quantization": quantization, "edgetpu": edgetpu,
-               "include_preprocessing": include_preprocessing, "io_dtype": io_dtype}
-    sidecar = _sidecar(path, model.name, details, options, architecture_classes(model), class_names)
+               "include_preprocessing": include_preprocessing, "io_dtype": io_dtype,
+               # what the file's scores are, and whether they are a softmax that Keras' are not
+               "probabilities": bool(classes is not None and (probabilities or not appends_softmax(model))),
+               "softmax_added": bool(probabilities and appends_softmax(model))}
+    class_names = _label_names(classes, class_names)
+    content = _with_metadata(content, model, {**options, "input_size": input_size}, classes, class_names)
+    write_bytes(path, content)
+    sidecar = _sidecar(path, model.name, details, options, classes, class_names)
     result = {"path": os.fspath(path), "bytes": len(content), "ops": report, "io": details,
               "sidecar": sidecar, **options}
     resizes = resize_operators(content)
@@ -199,14 +263,17 @@ def export_tflite(
     num_calibration=DEFAULT_CALIBRATION_IMAGES,
     variant=None,
     class_names=None,
+    probabilities=True,
 ):
     """Writes a TFLite file of a SwiftFormer classifier, verified to hold builtin ops only.
 
     Args:
         model_or_weights: a Keras SwiftFormer (any backend), or weights (`"imagenet"`, a path)
             together with `variant`.
-        path: the `.tflite` file to write (atomically); `<name>.json` (input contract) and,
-            for ImageNet models, `<name>.labels.txt` are written beside it.
+        path: the `.tflite` file to write (atomically). Classifiers and segmenters carry TFLite
+            metadata (input normalisation, labels packed in) that MediaPipe Tasks reads;
+            `<name>.json` (input contract) and, when the classes have names,
+            `<name>.labels.txt` are written beside it.
         quantization: "float32", "float16", "dynamic" (int8 weights, float activations) or
             "int8" (full integer, calibrated on `representative_data`).
         representative_data: for int8: a folder of images, a tfds dataset name, a NumPy array
@@ -215,16 +282,20 @@ def export_tflite(
         input_size: side (or (height, width)) of the fixed input; default: the model's own
             fixed input size, else 224.
         batch_size: fixed batch size (1 for phones and the Edge TPU).
-        edgetpu: restrict the graph to what the Edge TPU compiler maps: full int8, uint8 I/O
-            and preprocessing folded in by default, GELU in its tanh form (see
-            `keras_swiftformer.layers.numerics.edgetpu_gelu`). Fails if any op would not map.
+        edgetpu: restrict the graph to what the Edge TPU compiler maps: full int8, uint8 I/O,
+            GELU in its tanh form (see `keras_swiftformer.layers.numerics.edgetpu_gelu`), the
+            softmax as SOFTMAX (which it maps). Fails if any op would not map.
         include_preprocessing: fold the ImageNet normalisation into the graph so the file
-            takes RGB pixels in [0, 255]. Default: True with `edgetpu`, else False.
-        io_dtype: input/output type of an int8 file: "int8" (default), "uint8" (default
-            with `edgetpu`) or "float32".
+            takes RGB pixels in [0, 255] (default: True; False: ImageNet-normalised inputs,
+            which MediaPipe cannot describe: it has no per-channel normalisation).
+        io_dtype: input/output type of an int8 file: "uint8" (default: what MediaPipe, Coral
+            and Android code take), "int8" or "float32".
         num_calibration: how many calibration images to use (default 200).
-        class_names: the names for `<name>.labels.txt`, one per class (a fine-tuned model's);
-            default: ImageNet's for a 1000-class model, else no label file.
+        class_names: the class names, one per class (a fine-tuned model's, or a segmenter's):
+            packed into the file's metadata and written to `<name>.labels.txt`; default:
+            ImageNet's for a 1000-class classifier, else none.
+        probabilities: a classifier's file ends in a softmax, so its scores are probabilities
+            (default; what MediaPipe's ImageClassifier reports as scores). False: raw logits.
 
     Returns:
         A dict: path, size in bytes, the operator report, input/output details, options.
@@ -251,16 +322,19 @@ def export_tflite(
             )
         if len(calibration) < batch_size:
             raise ValueError(f"Need at least batch_size={batch_size} calibration images.")
-    classes = architecture_classes(model)
+    classes = architecture_classes(model) or segmenter_classes(model)
     if class_names is not None:
         class_names = [str(name) for name in class_names]
+        if classes is None:
+            raise ValueError("`class_names` applies to classifiers and segmenters, not to backbones.")
         if len(class_names) != classes:
             raise ValueError(
                 f"`class_names` must name each of the model's {classes} classes. "
                 f"Received: {len(class_names)} names"
             )
     options = dict(quantization=quantization, input_size=input_size, batch_size=batch_size,
-                   edgetpu=edgetpu, include_preprocessing=include_preprocessing, io_dtype=io_dtype)
+                   edgetpu=edgetpu, include_preprocessing=include_preprocessing, io_dtype=io_dtype,
+                   probabilities=bool(probabilities))
     if keras.backend.backend() != "tensorflow":
         return run_in_tensorflow({"format": "tflite", "path": os.fspath(path), "class_names": class_names, **options},
                                  model, calibration)
