@@ -37,8 +37,8 @@ from keras_swiftformer.weights import CheckpointError, WeightsDownloadError
 
 # What a command reports as "error: ..." with exit code 1 instead of a traceback.
 USER_ERRORS = (
-    ValueError, FileNotFoundError, MissingDependencyError, WeightsDownloadError, CheckpointError,
-    ExportError,
+    ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+    MissingDependencyError, WeightsDownloadError, CheckpointError, ExportError,
 )
 WEIGHTS_HELP = (
     "imagenet (current official release), imagenet_v1 (first release, Hugging Face Hub), a "

@@ -18,6 +18,7 @@ class FakeHosts:
         self.drive = {}  # file id -> (file name, bytes)
         self.hub = {}  # "org/repo/resolve/rev/file" -> bytes
         self.faults = {}  # path -> "truncate" | "stall" | int (HTTP status)
+        self.custom = {}  # path -> function(handler) writing a whole response (hostile servers)
         self.requests = []
         self.stall_seconds = 10.0
         handler = self._handler()
@@ -70,6 +71,12 @@ class FakeHosts:
                 hosts.requests.append(self.path)
                 parts = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(parts.query))
+                if parts.path in hosts.custom:
+                    try:
+                        hosts.custom[parts.path](self)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # the client stopped reading, as it should
+                    return
                 if parts.path == "/uc" and query.get("id") in hosts.drive:
                     # Drive's interstitial for files too large to scan.
                     action = hosts.url + "/download"

@@ -10,15 +10,12 @@ import sys
 import keras
 import numpy as np
 
-from keras_swiftformer.cli import HelpFormatter, add_verbose, configure_logging, positive_int
+from keras_swiftformer.cli import USER_ERRORS, HelpFormatter, add_verbose, configure_logging, positive_int
 from keras_swiftformer.io import atomic_path, write_json, write_text
-from keras_swiftformer.optional import MissingDependencyError, require
-from keras_swiftformer.training.data import DatasetError
-from keras_swiftformer.weights import WeightsDownloadError, save_weights
+from keras_swiftformer.optional import require
+from keras_swiftformer.weights import save_weights
 
 BACKUP = "backup"
-# What a command line reports as "error: ..." with exit code 1 instead of a traceback.
-USER_ERRORS = (DatasetError, ValueError, FileNotFoundError, MissingDependencyError, WeightsDownloadError)
 
 
 def run_parser(prog, description, model, weights_help, dataset_help, batch_size, image_size):

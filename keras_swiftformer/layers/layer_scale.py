@@ -1,3 +1,5 @@
+import math
+
 import keras
 from keras import ops
 
@@ -14,6 +16,8 @@ class LayerScale(keras.layers.Layer):
     def __init__(self, init_value=1.0, **kwargs):
         super().__init__(**kwargs)
         self.init_value = float(init_value)
+        if not math.isfinite(self.init_value):
+            raise ValueError(f"`init_value` must be a finite number. Received: init_value={init_value}")
 
     def build(self, input_shape):
         channels = input_shape[-1]

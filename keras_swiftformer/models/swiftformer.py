@@ -140,7 +140,7 @@ def SwiftFormer(
         distillation = True
     if classes is None:
         classes = 1000
-    if include_top and (isinstance(classes, bool) or int(classes) < 1):
+    if include_top and (isinstance(classes, bool) or int(classes) != classes or int(classes) < 1):
         raise ValueError(f"`classes` must be a positive integer. Received: classes={classes}")
     if attention_pooling is None:
         attention_pooling = "normalize"

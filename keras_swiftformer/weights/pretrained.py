@@ -293,6 +293,8 @@ def cached_weights(variant, weights="imagenet"):
     target = cached_path(variant, weights)
     if not os.path.exists(target):
         return None
+    if not os.path.isfile(target):
+        raise WeightsDownloadError(f"The cache entry {target} is not a file: remove it, then try again.")
     try:
         metadata = read_metadata(target)
     except ValueError:
@@ -335,9 +337,15 @@ def fetch_checkpoint(variant, weights="imagenet", mirror=None, timeout=DEFAULT_T
     """
     variant, release, spec = _entry(variant, weights)
     mirror = mirror or os.environ.get("KERAS_SWIFTFORMER_MIRROR")
-    os.makedirs(cache_dir(), exist_ok=True)
+    try:
+        os.makedirs(cache_dir(), exist_ok=True)
+        workspace = tempfile.mkdtemp(prefix=".download-", dir=cache_dir())
+    except OSError as error:
+        raise WeightsDownloadError(
+            f"Cannot write the weights cache {cache_dir()} ({error}). Set KERAS_HOME to a writable "
+            "folder, or pass a downloaded checkpoint's path as weights=."
+        ) from error
     remove_stale_downloads(cache_dir())
-    workspace = tempfile.mkdtemp(prefix=".download-", dir=cache_dir())
     failures = []
     try:
         for where, location, name in _candidates(variant, release, spec, mirror):
