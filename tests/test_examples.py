@@ -132,6 +132,7 @@ def test_retinanet_example_trains_and_draws(tmp_path):
     assert (tmp_path / "detections.png").exists() and (tmp_path / "retinanet.keras").exists()
 
 
+@pytest.mark.any_backend(runs_on="tensorflow")  # a subprocess: any session; this one has room
 def test_export_models_with_a_calibration_folder(tmp_path):
     """`examples/export_models.py --calibration DIR -o DIR` as documented, small: XS at 64x64."""
     images = digits_folder(str(tmp_path / "images"), per_class=2)

@@ -283,6 +283,7 @@ def test_setup_and_predict_blocks(user, mirror):
         assert (user / picture).stat().st_size > 10000
 
 
+@pytest.mark.any_backend(runs_on="tensorflow")  # export runs on TensorFlow: in process there
 def test_export_block(user):
     optional("mediapipe")
     images = digits_folder(str(user / "my_images"), per_class=2)

@@ -15,12 +15,10 @@ Where the files come from can be redirected (air-gapped machines, mirrors, tests
 * `KERAS_SWIFTFORMER_GDRIVE_URL`: the Google Drive download URL template (with `{id}`).
 """
 
-import contextlib
 import hashlib
 import html.parser
 import os
 import shutil
-import socket
 import tempfile
 import time
 import urllib.parse
@@ -118,18 +116,6 @@ def _candidates(variant, release, spec, mirror):
     ]
 
 
-@contextlib.contextmanager
-def _socket_timeout(seconds):
-    # keras.utils.get_file uses urlretrieve, which has no timeout argument: without this a
-    # stalled server would hang the caller forever.
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
 def _allowed(url, trusted):
     """https to a trusted host, or exactly the scheme and host of a configured endpoint (a
     mirror, `HF_ENDPOINT`, the Drive URL template: the only way http, or a local test server,
@@ -152,7 +138,7 @@ def _download_http(url, directory, name, timeout, trusted=()):
         raise OSError(f"refused to fetch {url}: only https from the expected hosts, or the configured endpoint")
     path = os.path.join(directory, name)
     try:
-        with _socket_timeout(timeout), urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # timeout: per read, too
             final = response.geturl()
             # Servers redirect to their CDNs (the Hub does): https anywhere, http only back to
             # a configured endpoint.
