@@ -482,6 +482,22 @@ def test_messy_training_folder(tmp_path):
            "each skipped with a warning naming it; 30 images, 10 classes")
 
 
+def test_truncated_segmentation_image(tmp_path):
+    from keras_swiftformer.training.data import DatasetError
+    from keras_swiftformer.training.segmentation_data import folder_segmentation_datasets
+
+    for sub in ("images", "masks"):
+        os.makedirs(tmp_path / "seg" / sub)
+    for index in range(4):
+        PIL_Image.fromarray(np.full((32, 32, 3), 9 * index, "uint8")).save(tmp_path / "seg" / "images" / f"{index}.jpg")
+        PIL_Image.fromarray(np.full((32, 32), index % 2, "uint8")).save(tmp_path / "seg" / "masks" / f"{index}.png")
+    content = (tmp_path / "seg" / "images" / "2.jpg").read_bytes()
+    (tmp_path / "seg" / "images" / "2.jpg").write_bytes(content[: len(content) // 2])
+    with pytest.raises(DatasetError, match="2.jpg.*cannot be decoded"):
+        folder_segmentation_datasets(str(tmp_path / "seg"), validation_split=0.25)
+    record("segmentation pair with a truncated JPEG", "DatasetError naming the file, before training")
+
+
 def test_resume_with_other_settings(tmp_path):
     import keras
 

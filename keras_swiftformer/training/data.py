@@ -40,7 +40,7 @@ def require_tensorflow():
     return require("tensorflow", "the training input pipeline (tf.data)")
 
 
-def _readable(path):
+def readable_by_pipeline(path):
     """Whether the pipeline's own decoder (`tf.io.decode_image`) reads the whole file: a
     truncated JPEG or a TIFF named `.png` passes a header check and would stop training in the
     middle of an epoch."""
@@ -109,7 +109,7 @@ def folder_datasets(directory, validation_split=0.1, seed=0):
                     skipped.append(path)
                     continue
                 seen.add(real)
-                if _readable(path):
+                if readable_by_pipeline(path):
                     files.append(path)
                     labels.append(label)
                 else:

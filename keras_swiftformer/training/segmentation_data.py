@@ -19,6 +19,7 @@ from keras_swiftformer.training.data import (
     is_folder_dataset,
     normalize,
     prepared_tfds_builder,
+    readable_by_pipeline,
     require_tensorflow,
 )
 
@@ -65,9 +66,16 @@ def _pairs(folder):
 
 
 def check_pair_sizes(pairs):
-    """Every mask must have its image's size (read from the file headers only)."""
+    """Every image and mask must be readable by the pipeline's decoder (a truncated file would
+    stop an epoch), and every mask must have its image's size."""
     Image = require("PIL.Image", "reading segmentation masks")
     for image_path, mask_path in pairs:
+        for path in (image_path, mask_path):
+            if not readable_by_pipeline(path):
+                raise DatasetError(
+                    f"{ascii(path)} cannot be decoded (truncated, corrupt, of a format tf.data cannot "
+                    "read, or named in another encoding than UTF-8): fix or remove the pair."
+                )
         with Image.open(image_path) as image, Image.open(mask_path) as mask:
             if image.size != mask.size:
                 raise DatasetError(
