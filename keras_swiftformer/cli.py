@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -37,13 +38,21 @@ from keras_swiftformer.weights import CheckpointError, WeightsDownloadError
 
 # What a command reports as "error: ..." with exit code 1 instead of a traceback.
 USER_ERRORS = (
-    ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+    ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
     MissingDependencyError, WeightsDownloadError, CheckpointError, ExportError,
 )
 WEIGHTS_HELP = (
     "imagenet (current official release), imagenet_v1 (first release, Hugging Face Hub), a "
     ".weights.h5/.keras/.pth/.safetensors/.bin path, or none (random weights)"
 )
+
+
+def variant_name(text):
+    """An argparse type for --model: an unknown variant is a usage error naming the flag."""
+    try:
+        return get_variant(text)[0]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"unknown variant {text!r}: choose XS, S, L1 or L3") from None
 
 
 def positive_int(text):
@@ -76,6 +85,9 @@ def configure_logging(verbose):
         return
     absl_logging.set_verbosity(absl_logging.ERROR)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # The frameworks' own warnings (TensorFlow's converter, Keras' "shuffle=True ... ignored");
+    # the library's (skipped images, scaled schedules) are still shown.
+    warnings.filterwarnings("ignore", module=r"(tensorflow|keras|tf2onnx|onnxruntime)(\.|$)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -83,14 +95,24 @@ def configure_logging(verbose):
 def native_logs_held(verbose):
     """Holds back what native code (TensorFlow's converter, LiteRT, ONNX Runtime) writes to
     file descriptor 2 while a command works, and shows it only if the command fails: their C++
-    log levels are fixed when they are imported, so an in-process setting cannot quiet them."""
+    log levels are fixed when they are imported, so an in-process setting cannot quiet them.
+    Python's own `sys.stderr` (the library's warnings, such as skipped images) still reaches
+    the terminal."""
     if verbose:
         yield
         return
     sys.stderr.flush()
     terminal = os.dup(2)
+    python_stderr = sys.stderr
+    try:
+        on_fd_2 = python_stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        on_fd_2 = False  # already redirected in Python (a test's capture): leave it be
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
+        if on_fd_2:
+            sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, encoding=python_stderr.encoding,
+                                   errors=python_stderr.errors)
         try:
             yield
         except BaseException:
@@ -100,6 +122,9 @@ def native_logs_held(verbose):
             raise
         finally:
             sys.stderr.flush()
+            if on_fd_2:
+                sys.stderr.close()
+                sys.stderr = python_stderr
             os.dup2(terminal, 2)
             os.close(terminal)
 
@@ -116,7 +141,7 @@ def _parser(prog):
     predict = commands.add_parser("predict", help="classify images with an ImageNet-1k or fine-tuned model", **defaults)
     predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
     add_verbose(predict)
-    predict.add_argument("--model", default="L1", help="XS, S, L1 or L3")
+    predict.add_argument("--model", type=variant_name, default="L1", help="XS, S, L1 or L3")
     predict.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
     predict.add_argument("--top", type=positive_int, default=5, help="classes to print per image")
     predict.add_argument("--image-size", type=positive_int,
@@ -131,7 +156,7 @@ def _parser(prog):
     convert.add_argument("source", help="checkpoint file or transformers model folder")
     add_verbose(convert)
     convert.add_argument("-o", "--output", required=True, help="output .weights.h5 path")
-    convert.add_argument("--model", help="XS, S, L1 or L3 (default: inferred from the checkpoint's shapes)")
+    convert.add_argument("--model", type=variant_name, help="XS, S, L1 or L3 (default: inferred from the checkpoint's shapes)")
     convert.add_argument(
         "--attention-pooling",
         choices=["normalize", "softmax_v1"],
@@ -144,7 +169,7 @@ def _parser(prog):
     )
     explain.add_argument("image", help="image file (JPEG, PNG, ...)")
     add_verbose(explain)
-    explain.add_argument("--model", default="L1", help="XS, S, L1 or L3")
+    explain.add_argument("--model", type=variant_name, default="L1", help="XS, S, L1 or L3")
     explain.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
     explain.add_argument("--class", dest="class_name",
                          help="class to explain: a name, an ImageNet WordNet id or an index (default: the predicted one)")
@@ -154,9 +179,10 @@ def _parser(prog):
                          "trained at, else 224)")
 
     export = commands.add_parser("export", help="Keras SwiftFormer -> TFLite or ONNX, verified", **defaults)
-    export.add_argument("--model", default="L1", help="XS, S, L1 or L3")
+    export.add_argument("--model", type=variant_name, default="L1", help="XS, S, L1 or L3")
     export.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
-    export.add_argument("--format", choices=["tflite", "onnx"], default="tflite", help="file format")
+    export.add_argument("--format", choices=["tflite", "onnx"],
+                        help="file format (default: from the -o suffix, .tflite or .onnx)")
     export.add_argument("--quantize", choices=["float32", "float16", "dynamic", "int8"], default="float32",
                         help="TFLite weights and activations (int8: full integer, needs --calibration)")
     export.add_argument("--calibration", help="folder of images or tfds dataset name (int8)")
@@ -260,6 +286,13 @@ def export(args):
         f"cosine {report['cosine']:.5f}, top-1 agreement {report['top1_agreement']:.1%}, "
         f"latency {report['latency_ms']:.1f} ms (Keras {report['keras_latency_ms']:.1f} ms)"
     )
+    if report["probabilities"] and args.quantize == "int8" and report["cosine"] < 0.9:
+        print(
+            f"Note: the int8 file's probabilities move in steps of 1/256; these weights give near-uniform "
+            f"probabilities (about 1/{int(model.output.shape[-1])} each: untrained or random weights), "
+            "which round to 0, hence the low agreement. A trained model's top classes are well above "
+            "the step; `--logits` exports the raw scores, to compare with Keras' logits."
+        )
     return 0
 
 
@@ -274,8 +307,17 @@ COMMANDS = {"predict": predict, "convert": convert, "explain": explain, "export"
 
 def _check_combinations(parser, args):
     """Options that cannot go together are a usage error (exit code 2) naming the flags."""
+    if args.command == "convert" and not args.output.endswith(".weights.h5"):
+        parser.error(f"-o {args.output}: converted weights are Keras .weights.h5 files; end the name with .weights.h5")
     if args.command != "export":
         return
+    suffix = os.path.splitext(args.output)[1].lower()
+    if args.format is None:
+        if suffix not in (".tflite", ".onnx"):
+            parser.error(f"-o {args.output}: end the name with .tflite or .onnx (or pass --format)")
+        args.format = suffix[1:]
+    elif suffix != f".{args.format}":
+        parser.error(f"-o {args.output} does not end in .{args.format}, the --format asked for")
     if args.format == "onnx" and args.quantize != "float32":
         parser.error(
             f"--quantize {args.quantize} applies to --format tflite only: ONNX files are written in "

@@ -316,7 +316,11 @@ def _class_index(class_name, names, lookup):
     if isinstance(class_name, (int, np.integer)) and not isinstance(class_name, bool):
         if 0 <= int(class_name) < len(names):
             return int(class_name)
-    elif str(class_name).strip().lower() in lookup:
+        raise ValueError(
+            f"Class index {int(class_name)} is out of range: the model has {len(names)} classes, "
+            f"indices 0 to {len(names) - 1}. Received: class_name={class_name!r}"
+        )
+    if str(class_name).strip().lower() in lookup:
         return lookup[str(class_name).strip().lower()]
     close = difflib.get_close_matches(str(class_name).lower(), list(lookup), n=5, cutoff=0.6)
     hint = f"Did you mean: {', '.join(repr(c) for c in close)}? " if close else ""

@@ -118,6 +118,11 @@ def test_help_shows_every_default(helps):
     ("python -m training.segment", ["--dataset", "d", "-o", "out", "--depths", "1", "1", "1", "1"], "--widths"),
     ("python -m benchmarks", ["--models", "XXL"], "--models"),
     ("python examples/segment_photo.py", ["photo.jpg"], "--model"),
+    ("swiftformer predict", ["x.jpg", "--model", "L2"], "--model"),
+    ("swiftformer convert", ["a.pth", "-o", "xs.h5"], ".weights.h5"),
+    ("swiftformer export", ["--model", "XS", "-o", "m.bin"], ".tflite or .onnx"),
+    ("swiftformer export", ["--format", "onnx", "-o", "m.tflite"], "--format"),
+    ("python -m training.finetune", ["--dataset", "d", "-o", "out", "--model", "XL"], "--model"),
 ])
 def test_usage_errors_exit_2_naming_the_flag(command, argv, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -218,6 +218,9 @@ def test_command_line(small_digits, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].endswith(".png:") and len(lines) == 4
     assert all(line.split()[1].startswith("digit_") and line.split()[0].endswith("%") for line in lines[1:])
+    # The whole model file names the classes too (labels.txt beside it), at its trained side.
+    assert swiftformer(["predict", image, "--model", "XS", "--weights", str(tmp_path / "cli" / "final.keras")]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[1].startswith("digit_")
     plain = str(tmp_path / "plain.weights.h5")
     model.save_weights(plain)  # no record of class names: a clear error, not a wrong label
     assert swiftformer(["predict", image, "--model", "XS", "--weights", plain]) == 1

@@ -469,6 +469,7 @@ def test_messy_training_folder(tmp_path):
     PIL_Image.new("RGB", (8, 8)).save(tmp_path / "digits" / "digit_2" / "tiff.png", "TIFF")
     os.symlink(root, os.path.join(root, "zz_everything"))  # a class folder linking back to the root
     os.symlink(".", os.path.join(root, "digit_4", "loop"))  # a link loop inside a class
+    os.makedirs(os.path.join(root, "empty_class"))  # a class folder with no image
     with open(os.path.join(root.encode(), b"digit_5", b"caf\xe9.png"), "wb") as file:  # Latin-1 name
         file.write((tmp_path / "digits" / "digit_5" / sorted(os.listdir(tmp_path / "digits" / "digit_5"))[0]).read_bytes())
     with warnings.catch_warnings(record=True) as caught:
@@ -478,7 +479,8 @@ def test_messy_training_folder(tmp_path):
     assert train.class_names == [f"digit_{i}" for i in range(10)]  # the link back is not a class
     assert train.size + val.size == 30  # 3 per class, nothing twice, no broken file
     assert "truncated.jpg" in said and "tiff.png" in said and "zz_everything" in said and "udce9.png" in said
-    record("training folder: truncated JPEG, TIFF named .png, link to the root, link loop, Latin-1 name",
+    assert "empty_class" in said
+    record("training folder: truncated JPEG, TIFF named .png, link to the root, link loop, Latin-1 name, empty class",
            "each skipped with a warning naming it; 30 images, 10 classes")
 
 

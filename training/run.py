@@ -10,7 +10,7 @@ import sys
 import keras
 import numpy as np
 
-from keras_swiftformer.cli import USER_ERRORS, HelpFormatter, add_verbose, configure_logging, positive_int
+from keras_swiftformer.cli import USER_ERRORS, HelpFormatter, add_verbose, configure_logging, positive_int, variant_name
 from keras_swiftformer.io import atomic_path, write_json, write_text
 from keras_swiftformer.optional import require
 from keras_swiftformer.weights import save_weights
@@ -24,7 +24,7 @@ def run_parser(prog, description, model, weights_help, dataset_help, batch_size,
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=HelpFormatter
     )
-    parser.add_argument("--model", default=model, help="XS, S, L1 or L3")
+    parser.add_argument("--model", type=variant_name, default=model, help="XS, S, L1 or L3")
     parser.add_argument("--weights", default="imagenet", help=weights_help)
     parser.add_argument("--dataset", required=True, help=dataset_help)
     parser.add_argument("--data-dir", help="tensorflow-datasets data_dir")
@@ -46,6 +46,8 @@ def prepare_output(output, resume, markers=(BACKUP,)):
     """Checks the output folder before anything is loaded or created: an interrupted run (any
     of `markers`) is only continued with `resume`, a finished run is never overwritten, and
     `resume` needs a run to continue. The folder itself is created by `create_output`."""
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise ValueError(f"--output {output} is a file: the run's output is a folder. Choose another path.")
     interrupted = any(os.path.exists(os.path.join(output, marker)) for marker in markers)
     finished = os.path.exists(os.path.join(output, "final.weights.h5"))
     if interrupted and not resume:
@@ -186,3 +188,7 @@ def run_command(function, verbose=False):
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: the last finished epoch is kept; run the same command with --resume "
+              "to continue", file=sys.stderr)
+        return 130

@@ -114,11 +114,17 @@ def folder_datasets(directory, validation_split=0.1, seed=0):
                     labels.append(label)
                 else:
                     skipped.append(path)
+    empty = [name for label, name in enumerate(class_names) if label not in set(labels)]
+    if empty and len(empty) < len(class_names):
+        warnings.warn(f"Skipped class folders without a readable image: {empty}", stacklevel=2)
+        kept = [name for name in class_names if name not in empty]
+        labels = [kept.index(class_names[label]) for label in labels]
+        class_names = kept
     if skipped:
         warnings.warn(
             f"Skipped {len(skipped)} image files that are unreadable, truncated, of a format the "
             f"pipeline cannot decode ({', '.join(DECODABLE_FORMATS)} only), named in another "
-            f"encoding than UTF-8, or reached twice through links: {[ascii(p) for p in skipped[:10]]}",
+            f"encoding than UTF-8, or reached twice through links: {', '.join(ascii(p)[1:-1] for p in skipped[:10])}",
             stacklevel=2,
         )
     present = sorted(set(labels))

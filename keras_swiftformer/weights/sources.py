@@ -140,6 +140,9 @@ class KerasWeightsFile(WeightsSource):
 
 
 class KerasModelFile(WeightsSource):
+    """A whole model saved as `.keras`; the fine-tuning recipe's `final.keras` has its class
+    names in the `labels.txt` beside it and its training side as its fixed input."""
+
     def __init__(self, path):
         super().__init__(path)
         self.path = path
@@ -148,6 +151,13 @@ class KerasModelFile(WeightsSource):
         if "head" in layers:
             self.classes = int(layers["head"].units)
             self.distillation = "dist_head" in layers
+        labels = os.path.join(os.path.dirname(os.path.abspath(path)), "labels.txt")
+        if self.classes and os.path.isfile(labels):
+            with open(labels, encoding="utf-8") as file:
+                names = [line.rstrip("\n") for line in file if line.strip()]
+            self.class_names = names if len(names) == self.classes else None
+        height, width = tuple(self.model.inputs[0].shape)[1:3]
+        self.image_size = height if height is not None and height == width else None
 
     def fill(self, model):
         copy_matching_layers(self.model, model)
@@ -220,7 +230,7 @@ def inspect_weights(weights, depths=None, widths=None):
     path = os.fspath(weights)
     if not os.path.exists(path):
         raise FileNotFoundError(
-            f"Weights file not found: {path}. Pass None, 'imagenet', 'imagenet_v1', or a path "
+            f"Weights file not found: {path}. Pass None (`--weights none`), 'imagenet', 'imagenet_v1', or a path "
             "to a .weights.h5, .keras, .pth, .bin or .safetensors file."
         )
     if path.endswith(KERAS_WEIGHTS_SUFFIX):
