@@ -58,14 +58,18 @@ def _save(path, obj):
 
 
 def _peak_rss_mb(code):
-    """Peak resident memory (MB) that `code` adds in a fresh Python, and its stdout."""
+    """How far (MB) running `code` in a fresh Python raises its peak resident memory above the
+    memory in use just before (after the imports), and what it said."""
     script = (
-        "import resource, sys\n"
+        "import sys\n"
         "from keras_swiftformer.weights.checkpoint import read_checkpoint\n"
         "from keras_swiftformer.preprocessing import load_image\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "def status(key):\n"
+        "    return int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1])\n"
+        "open('/proc/self/clear_refs', 'w').write('5')  # the peak (VmHWM) starts again from here\n"
+        "before = status('VmRSS')\n"
         f"try:\n    {code}\n    print('ok')\nexcept Exception as error:\n    print(type(error).__name__, error)\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n"
+        "print((status('VmHWM') - before) / 1024)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                             env=subprocess_environment(KERAS_BACKEND="torch"))
