@@ -179,6 +179,7 @@ def finetune(
         return trainer.fit(
             train_data, epochs=last_epoch, initial_epoch=first_epoch, steps_per_epoch=steps,
             validation_data=val_data, callbacks=[restore, logger, *common], verbose=verbose,
+            shuffle=False,  # the pipeline orders each epoch itself (by seed and epoch)
         )
 
     if freeze_epochs:

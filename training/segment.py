@@ -153,6 +153,7 @@ def train_segmenter(
     _label_errors_as_dataset_errors(lambda: segmenter.fit(
         train_data, epochs=epochs, steps_per_epoch=steps, validation_data=val_data,
         callbacks=fit_callbacks, verbose=verbose,
+        shuffle=False,  # the pipeline orders each epoch itself (by seed and epoch)
     ))
     final, final_model = save_final(segmenter, output, class_names=class_names)
     matrix = _label_errors_as_dataset_errors(lambda: confusion_matrix(segmenter, val_data, num_classes))
