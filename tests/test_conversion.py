@@ -235,7 +235,8 @@ def test_command_line(tmp_path, reference, capsys):
     assert not (tmp_path / "xs.weights.h5").exists()
     assert cli(["convert", str(tmp_path / "absent.pth"), "-o", str(output)]) == 1
     assert "not found" in capsys.readouterr().err
-    assert cli(["convert", str(source), "-o", str(tmp_path / "bad.h5")]) == 1
-    assert "must be a path ending in '.weights.h5'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # a usage error: exit code 2, naming the flag
+        cli(["convert", str(source), "-o", str(tmp_path / "bad.h5")])
+    assert usage.value.code == 2 and "end the name with .weights.h5" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli(["convert", str(source), "-o", str(output), "--attention-pooling", "mean"])

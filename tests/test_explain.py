@@ -188,7 +188,7 @@ def test_clear_errors(tmp_path):
     model = tiny_model(classes=3)
     with pytest.raises(ValueError, match=r"No class named 'circle'.*'disk', 'square', 'triangle'"):
         explain(model, images[0], class_name="circle", class_names=["disk", "square", "triangle"])
-    with pytest.raises(ValueError, match="No class named 7"):
+    with pytest.raises(ValueError, match="Class index 7 is out of range: the model has 3 classes"):
         explain(model, images[0], class_name=7)
     with pytest.raises(ValueError, match="class_index"):
         class_activation_map(model, images, class_index=3)

@@ -195,5 +195,6 @@ def test_predict_command(hosts, capsys):
     assert all("%" in line and "(n0" in line for line in report[1:4] + report[5:8])
     assert cli(["predict", "missing.jpg", "--model", "XS"]) == 1
     assert "Image(s) not found: missing.jpg" in capsys.readouterr().err
-    assert cli(["predict", image, "--model", "L2"]) == 1
-    assert "Unknown SwiftFormer variant" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # a usage error: exit code 2, naming the flag
+        cli(["predict", image, "--model", "L2"])
+    assert usage.value.code == 2 and "argument --model: unknown variant 'L2'" in capsys.readouterr().err
