@@ -88,6 +88,7 @@ def configure_logging(verbose):
     # The frameworks' own warnings (TensorFlow's converter, Keras' "shuffle=True ... ignored");
     # the library's (skipped images, scaled schedules) are still shown.
     warnings.filterwarnings("ignore", module=r"(tensorflow|keras|tf2onnx|onnxruntime)(\.|$)")
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -115,7 +116,7 @@ def native_logs_held(verbose):
                                    errors=python_stderr.errors)
         try:
             yield
-        except BaseException:
+        except Exception:  # a failure shows what was held; Ctrl-C does not
             sys.stderr.flush()
             held.seek(0)
             os.write(terminal, held.read()[-20000:])
@@ -264,7 +265,9 @@ def export(args):
             num_calibration=args.num_calibration,
             class_names=recorded, probabilities=not args.logits,
         )
-        print(f"Wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB) and {result['sidecar']}.")
+        labels = os.path.splitext(result["path"])[0] + ".labels.txt"
+        extra = f", {labels}" if os.path.exists(labels) else ""
+        print(f"Wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB), {result['sidecar']}{extra}.")
         print(format_report(result["ops"]))
         compiled = result.get("edgetpu_compiler")
         if args.edgetpu and compiled is None:
@@ -307,6 +310,8 @@ COMMANDS = {"predict": predict, "convert": convert, "explain": explain, "export"
 
 def _check_combinations(parser, args):
     """Options that cannot go together are a usage error (exit code 2) naming the flags."""
+    if args.command in ("convert", "explain", "export") and os.path.isdir(args.output):
+        parser.error(f"-o {args.output} is a folder: pass the path of the file to write")
     if args.command == "convert" and not args.output.endswith(".weights.h5"):
         parser.error(f"-o {args.output}: converted weights are Keras .weights.h5 files; end the name with .weights.h5")
     if args.command != "export":

@@ -535,9 +535,10 @@ def test_resume_with_other_settings(tmp_path):
 
 def test_export_to_a_folder_and_bad_constructor_values(tmp_path, capsys):
     (tmp_path / "out.tflite").mkdir()
-    assert swiftformer(["export", "--model", "XS", "--weights", "none", "--image-size", "32",
-                        "-o", str(tmp_path / "out.tflite")]) == 1
-    assert "is a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # before any work: a usage error naming -o
+        swiftformer(["export", "--model", "XS", "--weights", "none", "--image-size", "32",
+                     "-o", str(tmp_path / "out.tflite")])
+    assert usage.value.code == 2 and "is a folder" in capsys.readouterr().err
     with pytest.raises(ValueError, match="positive integer"):
         keras_swiftformer.SwiftFormerXS(classes=2.7)
     with pytest.raises(ValueError, match="finite"):

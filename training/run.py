@@ -10,7 +10,15 @@ import sys
 import keras
 import numpy as np
 
-from keras_swiftformer.cli import USER_ERRORS, HelpFormatter, add_verbose, configure_logging, positive_int, variant_name
+from keras_swiftformer.cli import (
+    USER_ERRORS,
+    HelpFormatter,
+    add_verbose,
+    configure_logging,
+    native_logs_held,
+    positive_int,
+    variant_name,
+)
 from keras_swiftformer.io import atomic_path, write_json, write_text
 from keras_swiftformer.optional import require
 from keras_swiftformer.weights import save_weights
@@ -184,7 +192,8 @@ def run_command(function, verbose=False):
     """Runs a command line's work: a user error is one line on stderr and exit code 1."""
     configure_logging(verbose)
     try:
-        return function()
+        with native_logs_held(verbose):  # TensorFlow's C++ logs, shown if the run fails
+            return function()
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

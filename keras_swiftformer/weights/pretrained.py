@@ -329,7 +329,7 @@ def fetch_checkpoint(variant, weights="imagenet", mirror=None, timeout=DEFAULT_T
     except OSError as error:
         raise WeightsDownloadError(
             f"Cannot write the weights cache {cache_dir()} ({error}). Set KERAS_HOME to a writable "
-            "folder, or pass a downloaded checkpoint's path as weights=."
+            "folder, or pass a downloaded checkpoint's path as --weights (weights= in Python)."
         ) from error
     remove_stale_downloads(cache_dir())
     failures = []
