@@ -79,8 +79,7 @@ def configure_logging(verbose):
     """A command's terminal shows its own output, not the libraries' logs, unless --verbose:
     absl and TensorFlow's Python loggers at ERROR, and TensorFlow's C++ logs at ERROR in the
     processes the command starts (export workers). The lines TensorFlow's C++ side prints while
-    it is imported come before any command can run (`TF_CPP_MIN_LOG_LEVEL=2` in the
-    environment silences them too)."""
+    it is imported come before any command can run; `native_logs_held` takes care of the rest."""
     if verbose:
         return
     absl_logging.set_verbosity(absl_logging.ERROR)
@@ -220,11 +219,10 @@ def _class_names(names, classes, weights):
 
 
 def predict(args):
-    variant, _ = get_variant(args.model)
     missing = [path for path in args.images if not os.path.isfile(path)]
     if missing:
         raise FileNotFoundError(f"Image(s) not found: {', '.join(missing)}")
-    model, recorded, trained_size = build_with_record(variant, args.weights)
+    model, recorded, trained_size = build_with_record(args.model, args.weights)  # --model: checked
     size = args.image_size or trained_size or 224
     images = np.stack([load_image(path, size) for path in args.images])
     names = _class_names(recorded, int(model.output.shape[-1]), args.weights)

@@ -51,7 +51,8 @@ MAX_TOTAL_ELEMENTS = 64 * 2**20  # 256 MB of float32: twice L3 with two such hea
 MAX_FILE_BYTES = 8 * MAX_TOTAL_ELEMENTS + 2**20  # float64 files are allowed
 MAX_PICKLE_BYTES = 16 * 2**20  # a real checkpoint's data.pkl is ~100 KB
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
-_SAFETENSORS_DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
+# safetensors' dtype names -> (numpy/torch name, bytes per value)
+_SAFETENSORS_DTYPES = {"F16": ("float16", 2), "BF16": ("bfloat16", 2), "F32": ("float32", 4), "F64": ("float64", 8)}
 
 
 def _check_tensor(key, dtype, shape, budget):
@@ -247,10 +248,10 @@ def _check_safetensors_header(path):
             continue
         if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
             raise CheckpointError(f"Could not read {path} as safetensors: entry {key!r} is malformed.")
-        dtype = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}.get(entry["dtype"], entry["dtype"])
-        _check_tensor(key, dtype, entry["shape"], budget)
+        dtype, itemsize = _SAFETENSORS_DTYPES.get(entry["dtype"], (entry["dtype"], None))
+        _check_tensor(key, dtype, entry["shape"], budget)  # refuses the non-float ones
         begin, end = entry["data_offsets"]
-        expected = int(np.prod(entry["shape"])) * _SAFETENSORS_DTYPES[entry["dtype"]]
+        expected = int(np.prod(entry["shape"])) * itemsize
         if end - begin != expected or begin < 0 or end > size - 8 - length:
             raise CheckpointError(
                 f"Could not read {path} as safetensors: the file is truncated, corrupt or not a "

@@ -133,7 +133,7 @@ def _allowed(url, trusted):
 def _download_http(url, directory, name, timeout, trusted=()):
     """Downloads `url` to `directory/name` with a progress bar: refused unless `_allowed`,
     bounded by `MAX_DOWNLOAD_BYTES` (announced or sent), complete or removed."""
-    trusted = tuple(trusted) + (url,) if not trusted else tuple(trusted)
+    trusted = tuple(trusted) or (url,)  # by default the URL asked for is the configured endpoint
     if not _allowed(url, trusted):
         raise OSError(f"refused to fetch {url}: only https from the expected hosts, or the configured endpoint")
     path = os.path.join(directory, name)
