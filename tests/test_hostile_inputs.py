@@ -342,34 +342,32 @@ def test_drive_page_cannot_send_the_download_elsewhere(hosts, action):
     record(f"Drive confirmation page leading to {action}", "refused before fetching; nothing cached")
 
 
-def test_announced_size_too_large(hosts, monkeypatch):
-    def respond(handler):
-        handler.send_response(200)
-        handler.send_header("Content-Length", str(10**13))
-        handler.end_headers()
-        handler.wfile.write(b"\0" * 1024)
-    hosts.custom["/mirror/SwiftFormer_XS.pth"] = respond
-    monkeypatch.setenv("KERAS_SWIFTFORMER_MIRROR", hosts.url + "/mirror/")
-    with pytest.raises(WeightsDownloadError, match="announces"):
-        pretrained.fetch_checkpoint("XS", "imagenet", timeout=5)
-    assert _cache_is_clean()
-    record("download announcing Content-Length 10^13", "refused before the body; nothing left")
+def _announces_too_much(handler):
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(10**13))
+    handler.end_headers()
+    handler.wfile.write(b"\0" * 1024)
 
 
-def test_body_that_never_ends(hosts, monkeypatch):
+def _never_ends(handler):
+    handler.send_response(200)
+    handler.end_headers()
+    while True:
+        handler.wfile.write(b"\0" * 65536)
+
+
+@pytest.mark.parametrize("respond, message, case, outcome", [
+    (_announces_too_much, "announces", "download announcing Content-Length 10^13", "refused before the body"),
+    (_never_ends, "sent more than", "download whose body never ends (no Content-Length)", "stopped at the bound"),
+])
+def test_downloads_are_bounded(hosts, monkeypatch, respond, message, case, outcome):
     monkeypatch.setattr(pretrained, "MAX_DOWNLOAD_BYTES", 4 * 2**20)  # the bound, made small to test quickly
-
-    def respond(handler):
-        handler.send_response(200)
-        handler.end_headers()
-        while True:
-            handler.wfile.write(b"\0" * 65536)
     hosts.custom["/mirror/SwiftFormer_XS.pth"] = respond
     monkeypatch.setenv("KERAS_SWIFTFORMER_MIRROR", hosts.url + "/mirror/")
-    with pytest.raises(WeightsDownloadError, match="sent more than"):
+    with pytest.raises(WeightsDownloadError, match=message):
         pretrained.fetch_checkpoint("XS", "imagenet", timeout=5)
     assert _cache_is_clean()
-    record("download whose body never ends (no Content-Length)", "stopped at the bound; nothing left")
+    record(case, f"{outcome}; nothing left")
 
 
 def test_imagenet_weights_with_a_ten_class_head(tmp_path, monkeypatch):
