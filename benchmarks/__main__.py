@@ -1,18 +1,21 @@
-"""Benchmark keras-swiftformer against the official PyTorch model on this machine.
+"""Benchmark keras-swiftformer against the official PyTorch model, at its best, on this machine.
 
-    python -m benchmarks                       # the full table, sweep and plots (< 15 min, 2 cores)
-    python -m benchmarks --models L1 --batch-sizes 1 --no-sweep
-    python -m benchmarks --quick               # a one-minute smoke run
+    python -m benchmarks                       # everything: < 20 min on 2 cores
+    python -m benchmarks --models L1 --batch-sizes 1 --no-sweep --no-training
+    python -m benchmarks --quick               # a smoke run of every runtime
 
-Every runtime runs in its own process, pinned to the same `--threads` cores, with warm-up and
-the median of repeated runs. Ratios are against torch eager on the official model measured in
-the same run. Writes results.json, results.md, latency.png and resolution.png to --output
-(runs/benchmarks, a scratch folder), or with --publish to docs/benchmarks, which the README
-embeds.
+Inference: every runtime runs in its own process, pinned to the same `--threads` cores, and
+the whole set runs `--rounds` times, interleaved (round 1: every runtime, round 2: every
+runtime, ...), so a slow minute of the machine hits every runtime alike. Each ratio is taken
+within a round and reported as the median over rounds with its range. Training: one step
+(forward, backward, AdamW) per runtime, and the default training input pipeline's
+throughput. Writes results.json, results.md and plots to --output (runs/benchmarks, a scratch
+folder), or with --publish to docs/benchmarks, which the README embeds.
 """
 
 import argparse
 import datetime
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -32,23 +35,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # runtime name -> (worker, Keras backend or None)
 RUNTIMES = {
     "torch-eager": ("torch", None),
+    "torch-eager-channels-last": ("torch", None),
     "torch-compile": ("torch", None),
+    "torch-compile-max-autotune": ("torch", None),
     "ort-torch-export": ("torch", None),
     "keras-tensorflow": ("keras", "tensorflow"),
     "keras-tensorflow-xla": ("keras", "tensorflow"),
     "keras-jax": ("keras", "jax"),
     "keras-torch": ("keras", "torch"),
+    "keras-torch-compile": ("keras", "torch"),
     "tflite-float32": ("files", None),
     "tflite-int8": ("files", None),
     "onnx-ours": ("files", None),
 }
+# max-autotune is measured on request (--runtimes): on 2 cores it compiles for minutes per
+# shape and was no faster than the default mode with freezing (README, Benchmarks).
+DEFAULT_RUNTIMES = [r for r in RUNTIMES if r != "torch-compile-max-autotune"]
 FILE_KINDS = {"tflite-float32": "float32", "tflite-int8": "int8", "onnx-ours": "onnx"}
-REQUIRED = {"torch": "torch==2.13.0", "transformers": "transformers", "onnxruntime": "onnxruntime",
-            "tensorflow": "tensorflow", "jax": "jax", "tf2onnx": "tf2onnx", "ai_edge_litert": "ai-edge-litert",
-            "matplotlib": "matplotlib"}
+ONE_THREAD_RUNTIMES = "torch-eager,ort-torch-export,keras-jax,tflite-float32,tflite-int8,onnx-ours"
+TRAINING_RUNTIMES = ("torch-eager", "torch-compile", "keras-tensorflow", "keras-jax", "keras-torch")
+VERSIONED = ("keras", "tensorflow", "jax", "torch", "transformers", "onnxruntime", "ai_edge_litert", "tf2onnx",
+             "onnx", "numpy")
 
 
-def _check_installed(runtimes):
+def _check_installed(runtimes, training, pipeline):
     needed = {"torch", "transformers", "matplotlib"}
     for runtime in runtimes:
         if runtime.startswith("keras-"):
@@ -57,6 +67,11 @@ def _check_installed(runtimes):
             needed.add("onnxruntime")
         if runtime in FILE_KINDS:
             needed |= {"tensorflow", "ai_edge_litert"} | ({"tf2onnx"} if runtime == "onnx-ours" else set())
+    for runtime in training:
+        if runtime.startswith("keras-"):
+            needed.add(runtime.split("-")[1])
+    if pipeline:
+        needed |= {"tensorflow", "skimage"}
     missing = sorted(m for m in needed if importlib.util.find_spec(m) is None)
     if missing:
         raise SystemExit(
@@ -66,6 +81,28 @@ def _check_installed(runtimes):
         )
 
 
+def versions():
+    found = {}
+    for module in VERSIONED:
+        try:
+            found[module] = importlib.metadata.version(module.replace("_", "-"))
+        except importlib.metadata.PackageNotFoundError:
+            found[module] = None
+    return found
+
+
+def cache_key():
+    """A key of everything an exported file or compiled kernel depends on: the library's code
+    and the versions of the converters and runtimes. A change to either starts a new cache."""
+    digest = hashlib.sha256(json.dumps(versions(), sort_keys=True).encode())
+    for folder in ("keras_swiftformer", "conversion"):
+        for directory, _, names in sorted(os.walk(os.path.join(ROOT, folder))):
+            for name in sorted(n for n in names if n.endswith(".py")):
+                with open(os.path.join(directory, name), "rb") as file:
+                    digest.update(name.encode() + file.read())
+    return digest.hexdigest()[:16]
+
+
 def run_job(job, backend=None, log=print):
     """Runs one job in a fresh process and returns its rows (an error row if it failed)."""
     with tempfile.TemporaryDirectory(prefix="swiftformer-bench-") as workspace:
@@ -73,19 +110,26 @@ def run_job(job, backend=None, log=print):
         with open(job_path, "w") as file:
             json.dump(job, file)
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                   TF_CPP_MIN_LOG_LEVEL="3")
+                   TF_CPP_MIN_LOG_LEVEL="3",
+                   # Compiled kernels are kept with the exported files, under the same key.
+                   TORCHINDUCTOR_CACHE_DIR=os.path.join(job["cache"], "inductor"))
         # A PyTorch job's process imports Keras only through the library's helpers: on the
         # torch backend that adds no second framework to it.
         env["KERAS_BACKEND"] = backend or "torch"
         start = time.time()
         process = subprocess.run([sys.executable, "-m", "benchmarks.workers", job_path, result_path],
                                  env=env, capture_output=True, text=True, cwd=ROOT)
+        name = f"{job['runtime']} ({job['threads']} thread{'s' if job['threads'] > 1 else ''})"
         if process.returncode != 0 or not os.path.exists(result_path):
-            log(f"  {job['runtime']}: FAILED ({process.stderr.strip().splitlines()[-1] if process.stderr.strip() else process.returncode})")
-            return [{"runtime": job["runtime"], "error": process.stderr[-2000:]}]
+            last = process.stderr.strip().splitlines()[-1] if process.stderr.strip() else process.returncode
+            log(f"  {name}: FAILED ({last})")
+            return [{"runtime": job["runtime"], "threads": job["threads"], "error": process.stderr[-2000:]}]
         with open(result_path) as file:
             rows = json.load(file)
-        log(f"  {job['runtime']}: {len(rows)} measurements in {time.time() - start:.0f} s")
+        log(f"  {name}: {len(rows)} measurements in {time.time() - start:.0f} s")
+        for row in rows:
+            if isinstance(row, dict):
+                row.setdefault("job_s", time.time() - start)
         return rows
 
 
@@ -96,15 +140,13 @@ def machine():
             cpu = next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    versions = {}
-    for module in ("keras", "tensorflow", "jax", "torch", "transformers", "onnxruntime", "ai_edge_litert", "tf2onnx", "numpy"):
-        try:
-            versions[module] = importlib.metadata.version(module.replace("_", "-"))
-        except Exception:  # noqa: BLE001 - not installed
-            versions[module] = None
     return {"cpu": cpu, "cores_visible": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-            "platform": platform.platform(), "versions": versions,
+            "platform": platform.platform(), "versions": versions(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def _list(text):
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _parser():
@@ -115,23 +157,68 @@ def _parser():
     parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes")
     parser.add_argument("--image-size", type=int, default=224, help="input side")
     parser.add_argument("--threads", type=int, default=2, help="threads (and pinned cores) per runtime")
-    parser.add_argument("--runtimes", default=",".join(RUNTIMES), help="comma-separated subset of " + ",".join(RUNTIMES))
-    parser.add_argument("--compile-batch-sizes", default="1",
-                        help="batch sizes for torch.compile (each compiles anew: ~1 min per model on 2 cores)")
-    parser.add_argument("--sweep-sizes", default="224,448,672,896,1024", help="input sides of the resolution sweep")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the inference table")
+    parser.add_argument("--runtimes", default=",".join(DEFAULT_RUNTIMES),
+                        help="comma-separated subset of " + ",".join(RUNTIMES))
+    parser.add_argument("--one-thread-runtimes", default=ONE_THREAD_RUNTIMES,
+                        help="runtimes also measured on 1 thread at batch 1 (a phone-like setting); '' for none")
+    parser.add_argument("--training-models", default="XS,L1", help="variants of the training-step benchmark")
+    parser.add_argument("--training-batch", type=int, default=32, help="batch of the training-step benchmark")
+    parser.add_argument("--training-runtimes", default=",".join(TRAINING_RUNTIMES),
+                        help="comma-separated subset of " + ",".join(TRAINING_RUNTIMES))
+    parser.add_argument("--no-training", action="store_true", help="skip the training step and input pipeline")
+    parser.add_argument("--sweep-sizes", default="224,448,896", help="input sides of the resolution sweep")
     parser.add_argument("--sweep-model", default="L1", help="the variant of the resolution sweep")
     parser.add_argument("--sweep-runtimes", default="torch-eager,keras-jax,tflite-float32",
                         help="runtimes for SwiftFormer in the resolution sweep (self-attention runs in torch eager)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the resolution sweep")
-    parser.add_argument("--budget", type=float, default=2.0, help="seconds of timed runs per measurement")
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds of timed runs per measurement")
     parser.add_argument("-o", "--output", default=os.path.join(ROOT, "runs", "benchmarks"),
                         help="where results.md/json and the plots go (a scratch folder unless --publish)")
     parser.add_argument("--publish", action="store_true",
                         help="write to docs/benchmarks, the committed results the README embeds")
     parser.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "keras-swiftformer-benchmarks"),
-                        help="exported files are kept here between runs")
-    parser.add_argument("--quick", action="store_true", help="XS, batch 1, a two-size sweep: a smoke run")
+                        help="exported files and compiled kernels are kept here, keyed by code and versions")
+    parser.add_argument("--quick", action="store_true",
+                        help="XS, batch 1, one round, a two-size sweep, a training step at batch 2: a smoke run")
     return parser
+
+
+def _validate(parser, args):
+    if args.quick:
+        args.models, args.batch_sizes, args.sweep_sizes, args.sweep_model, args.budget = "XS", "1", "224,448", "XS", 0.3
+        args.rounds, args.training_models, args.training_batch, args.image_size = 1, "XS", 2, 224
+    lists = {
+        "runtimes": _list(args.runtimes),
+        "one_thread": _list(args.one_thread_runtimes),
+        "sweep": [] if args.no_sweep else _list(args.sweep_runtimes),
+        "training": [] if args.no_training else _list(args.training_runtimes),
+    }
+    unknown = sorted(set(lists["runtimes"] + lists["one_thread"] + lists["sweep"]) - set(RUNTIMES))
+    if unknown:
+        parser.error(f"unknown runtimes {unknown}; choose from {', '.join(RUNTIMES)}")
+    unknown = sorted(set(lists["training"]) - set(TRAINING_RUNTIMES))
+    if unknown:
+        parser.error(f"--training-runtimes: unknown runtimes {unknown}; choose from {', '.join(TRAINING_RUNTIMES)}")
+    if args.threads < 1 or args.threads > len(os.sched_getaffinity(0)):
+        parser.error(f"--threads must be between 1 and the {len(os.sched_getaffinity(0))} cores available")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    for flag, value in (("--models", args.models), ("--training-models", args.training_models),
+                        ("--sweep-model", args.sweep_model)):
+        for variant in _list(value):
+            try:
+                get_variant(variant)
+            except ValueError as error:
+                parser.error(f"{flag}: {error}")
+    try:
+        batches = [int(b) for b in _list(args.batch_sizes)]
+        sweep_sizes = [int(s) for s in _list(args.sweep_sizes)]
+    except ValueError:
+        parser.error("--batch-sizes and --sweep-sizes take comma-separated integers")
+    if not batches or min(batches) < 1 or args.training_batch < 1 or args.image_size < 32:
+        parser.error("batch sizes must be positive and --image-size at least 32")
+    return lists, batches, sweep_sizes
 
 
 def main(argv=None):
@@ -139,67 +226,77 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.publish:
         args.output = os.path.join(ROOT, "docs", "benchmarks")
-    if args.quick:
-        args.models, args.batch_sizes, args.sweep_sizes, args.sweep_model, args.budget = "XS", "1", "224,448", "XS", 0.3
-        args.compile_batch_sizes = "1"
-    variants = [v.strip().upper() for v in args.models.split(",") if v.strip()]
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
-    sweep_runtimes = [] if args.no_sweep else [r.strip() for r in args.sweep_runtimes.split(",") if r.strip()]
-    unknown = sorted(set(runtimes + sweep_runtimes) - set(RUNTIMES))
-    if unknown:
-        parser.error(f"unknown runtimes {unknown}; choose from {', '.join(RUNTIMES)}")
-    if args.threads < 1 or args.threads > len(os.sched_getaffinity(0)):
-        parser.error(f"--threads must be between 1 and the {len(os.sched_getaffinity(0))} cores available")
-    for variant in variants + [args.sweep_model]:
-        try:
-            get_variant(variant)
-        except ValueError as error:
-            parser.error(f"--models: {error}")
-    _check_installed(set(runtimes) | set(sweep_runtimes))
-    os.makedirs(args.cache, exist_ok=True)
-    sweep_sizes = [int(s) for s in args.sweep_sizes.split(",")]
-    common = {"threads": args.threads, "cache": args.cache}
-    timing = {"warmup": 3, "min_repeats": 5, "max_repeats": 50, "budget_s": args.budget}
-    sweep_timing = {"warmup": 1, "min_repeats": 3, "max_repeats": 10, "budget_s": args.budget}
+    lists, batch_sizes, sweep_sizes = _validate(parser, args)
+    variants = [v.upper() for v in _list(args.models)]
+    runtimes = lists["runtimes"]
+    _check_installed(set(runtimes) | set(lists["one_thread"]) | set(lists["sweep"]), lists["training"],
+                     pipeline=not args.no_training)
+    cache = os.path.join(args.cache, cache_key())
+    os.makedirs(cache, exist_ok=True)
+    common = {"threads": args.threads, "cache": cache}
+    timing = {"warmup": 2, "min_repeats": 5, "max_repeats": 50, "budget_s": args.budget}
     started = time.time()
-    print(f"benchmarking {', '.join(variants)} at {args.image_size}x{args.image_size}, batch {batch_sizes}, {args.threads} threads")
+    print(f"benchmarking {', '.join(variants)} at {args.image_size}x{args.image_size}, batch {batch_sizes}, "
+          f"{args.threads} threads, {args.rounds} rounds; cache {cache}")
 
-    rows = run_job({**common, "worker": "macs", "runtime": "macs", "variants": variants, "sizes": [args.image_size],
+    macs = run_job({**common, "worker": "macs", "runtime": "macs", "variants": variants, "sizes": [args.image_size],
                     "sweep_variant": args.sweep_model, "sweep_sizes": [] if args.no_sweep else sweep_sizes})
-    macs = [r for r in rows if "gmacs" in r]
+    sgemm = run_job({**common, "worker": "sgemm", "runtime": "sgemm"})
+    if lists["one_thread"]:
+        sgemm += run_job({**common, "threads": 1, "worker": "sgemm", "runtime": "sgemm"})
     files = {}
-    file_runtimes = [r for r in runtimes if r in FILE_KINDS]
+    file_runtimes = [r for r in dict.fromkeys(runtimes + lists["one_thread"]) if r in FILE_KINDS]
     if file_runtimes:
         exported = run_job({**common, "worker": "export", "runtime": "export", "variants": variants,
                             "sizes": [args.image_size], "kinds": [FILE_KINDS[r] for r in file_runtimes]},
                            backend="tensorflow")
         files.update(exported[0] if exported and "error" not in exported[0] else {})
-    results = []
-    for runtime in runtimes:
+
+    def inference_job(runtime, threads, batches, round_index):
         worker, backend = RUNTIMES[runtime]
-        batches = [1] if worker == "files" else batch_sizes
-        if runtime == "torch-compile":
-            batches = [int(b) for b in args.compile_batch_sizes.split(",")]
-        job = {**common, "worker": worker, "runtime": runtime, "variants": variants, "sizes": [args.image_size],
-               "batch_sizes": batches, "timing": timing, "files": files,
-               "kind": FILE_KINDS.get(runtime)}
+        job = {**common, "threads": threads, "worker": worker, "runtime": runtime, "variants": variants,
+               "sizes": [args.image_size], "batch_sizes": [1] if worker == "files" else batches,
+               "timing": timing, "files": files, "kind": FILE_KINDS.get(runtime), "round": round_index}
         if worker == "files" and not all(f"{v}/{FILE_KINDS[runtime]}" in files for v in variants):
-            results.append({"runtime": runtime, "error": "export failed (see the export job's error)"})
-            continue
-        results += run_job(job, backend)
+            return [{"runtime": runtime, "threads": threads, "error": "export failed (see the export job's error)"}]
+        return run_job(job, backend)
+
+    results = []
+    for round_index in range(args.rounds):
+        print(f"round {round_index + 1} of {args.rounds} ({(time.time() - started) / 60:.1f} min so far)")
+        for runtime in runtimes:
+            results += inference_job(runtime, args.threads, batch_sizes, round_index)
+        if args.threads > 1:
+            for runtime in lists["one_thread"]:
+                results += inference_job(runtime, 1, [1], round_index)
+
+    training = []
+    if lists["training"]:
+        print(f"training step, batch {args.training_batch} ({(time.time() - started) / 60:.1f} min so far)")
+        train_timing = {"warmup": 2, "min_repeats": 3, "max_repeats": 5, "budget_s": 0.0}
+        for runtime in lists["training"]:
+            backend = runtime.split("-")[1] if runtime.startswith("keras-") else None
+            training += run_job({**common, "worker": "training", "runtime": runtime,
+                                 "variants": [v.upper() for v in _list(args.training_models)],
+                                 "batch": args.training_batch, "size": args.image_size, "timing": train_timing},
+                                backend)
+        training += run_job({**common, "worker": "pipeline", "runtime": "input-pipeline",
+                             "image_size": args.image_size, "batch_size": args.training_batch,
+                             "budget_s": 3.0 if not args.quick else 1.0}, backend="tensorflow")
+
     sweep = []
-    for runtime in sweep_runtimes + (["torch-eager-mhsa"] if sweep_runtimes else []):
+    sweep_timing = {"warmup": 1, "min_repeats": 3, "max_repeats": 10, "budget_s": args.budget}
+    for runtime in lists["sweep"] + (["torch-eager-mhsa"] if lists["sweep"] else []):
         worker, backend = RUNTIMES.get(runtime, ("torch", None))
         job = {**common, "worker": worker, "runtime": runtime, "variants": [args.sweep_model],
                "sizes": sweep_sizes, "batch_sizes": [1], "timing": sweep_timing, "max_ms": 4000,
                "kind": FILE_KINDS.get(runtime)}
         if worker == "files":
-            sweep_job = {**common, "worker": "export", "runtime": "export", "variants": [args.sweep_model],
-                         "kinds": [FILE_KINDS[runtime]]}
             per_size = {}
             for size in sweep_sizes:
-                exported = run_job({**sweep_job, "sizes": [size]}, backend="tensorflow", log=lambda *_: None)
+                exported = run_job({**common, "worker": "export", "runtime": "export", "variants": [args.sweep_model],
+                                    "kinds": [FILE_KINDS[runtime]], "sizes": [size]},
+                                   backend="tensorflow", log=lambda *_: None)
                 if exported and "error" not in exported[0]:
                     per_size[size] = next(iter(exported[0].values()))
             for size, path in per_size.items():
@@ -208,10 +305,15 @@ def main(argv=None):
             print(f"  {runtime}: sweep over {len(per_size)} sizes")
             continue
         sweep += run_job(job, backend)
-    report = {"machine": machine(), "settings": {"variants": variants, "batch_sizes": batch_sizes, "size": args.image_size,
-                                                 "threads": args.threads, "budget_s": args.budget,
-                                                 "sweep_sizes": sweep_sizes, "sweep_variant": args.sweep_model},
-              "macs": macs, "results": results, "sweep": sweep, "wall_s": time.time() - started}
+
+    report = {"machine": machine(),
+              "settings": {"variants": variants, "batch_sizes": batch_sizes, "size": args.image_size,
+                           "threads": args.threads, "rounds": args.rounds, "budget_s": args.budget,
+                           "runtimes": runtimes, "one_thread_runtimes": lists["one_thread"] if args.threads > 1 else [],
+                           "sweep_sizes": sweep_sizes, "sweep_variant": args.sweep_model,
+                           "training_batch": args.training_batch, "cache_key": os.path.basename(cache)},
+              "macs": [m for m in macs if "gmacs" in m], "sgemm": [s for s in sgemm if "sgemm_gflops" in s],
+              "results": results, "training": training, "sweep": sweep, "wall_s": time.time() - started}
     paths = write_report(report, args.output)
     print(open(paths["markdown"]).read())
     print(f"wrote {', '.join(paths.values())} in {time.time() - started:.0f} s")

@@ -13,14 +13,27 @@ scikit-image's photographs, nothing downloaded):
   and CutMix layers, kept here only, so that the speed-up is measured in the same run.
 """
 
+import argparse
 import os
+import tempfile
+import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # Keras' layers run in tf.data; no jax/torch
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import skimage.data
+import tensorflow as tf
+from PIL import Image
 
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
+from benchmarks.measure import pin_threads
+from keras_swiftformer.cli import HelpFormatter
+from keras_swiftformer.training.data import (
+    Augmentation,
+    _augment_one,
+    _ordered_epoch,
+    folder_datasets,
+    make_pipeline,
+    normalize,
+)
 
 IMAGES = 256
 PHOTO_SIZE = (500, 375)  # width, height: ImageNet's typical photograph
@@ -29,8 +42,6 @@ WARMUP_BATCHES = 2  # the first traces the functions, the second lets tf.data au
 
 
 def _photographs():
-    import skimage.data
-
     # One class per photograph.
     return {name: getattr(skimage.data, name)() for name in ("astronaut", "chelsea", "coffee", "rocket")}
 
@@ -38,8 +49,6 @@ def _photographs():
 def write_dataset(cache):
     """A folder of IMAGES JPEGs in one subfolder per photograph (random zoomed crops and
     flips of it), written once and kept in `cache`."""
-    from PIL import Image
-
     folder = os.path.join(cache, f"input-pipeline-jpegs-{DATASET_VERSION}")
     if os.path.isdir(folder):
         return folder
@@ -71,11 +80,6 @@ def write_dataset(cache):
 def _keras_layers_pipeline(split, num_classes, image_size, batch_size, seed=0):
     """The previous training pipeline of the L1 recipe: whole images decoded, then Keras'
     RandAugment / RandomErasing / MixUp / CutMix layers on each batch."""
-    import keras
-    import tensorflow as tf
-
-    from keras_swiftformer.training.data import Augmentation, _augment_one, _ordered_epoch, normalize
-
     augmentation = Augmentation.official("L1")
     randaugment = keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.9, seed=seed)
     erasing = keras.layers.RandomErasing(factor=augmentation.random_erasing, value_range=(0, 255), seed=seed)
@@ -100,8 +104,6 @@ def _keras_layers_pipeline(split, num_classes, image_size, batch_size, seed=0):
 
 
 def _library_pipeline(split, num_classes, image_size, batch_size, variant):
-    from keras_swiftformer.training.data import Augmentation, make_pipeline
-
     return make_pipeline(split, num_classes, image_size, batch_size, training=True,
                          augmentation=Augmentation.official(variant), seed=0)
 
@@ -109,8 +111,6 @@ def _library_pipeline(split, num_classes, image_size, batch_size, variant):
 def _images_per_second(dataset, threads, budget_s):
     """Images/s of batches drawn after WARMUP_BATCHES (tracing, tf.data's autotuning), for
     `budget_s`; with the images, seconds and this process's CPU-seconds."""
-    import tensorflow as tf
-
     options = tf.data.Options()
     options.threading.private_threadpool_size = threads
     # One epoch of a small folder is a few batches: repeated, the timing sees no epoch ends.
@@ -129,12 +129,8 @@ def run_input_pipeline(job):
 
     `job`: threads, image_size, batch_size, budget_s (timed seconds per pipeline), cache (a
     folder for the generated JPEGs)."""
-    import tensorflow as tf
-
     tf.config.threading.set_intra_op_parallelism_threads(job["threads"])
     tf.config.threading.set_inter_op_parallelism_threads(job["threads"])
-    from keras_swiftformer.training.data import folder_datasets
-
     folder = write_dataset(job["cache"])
     train, _ = folder_datasets(folder, validation_split=0.1, seed=0)
     num_classes = len(train.class_names)
@@ -157,21 +153,18 @@ def run_input_pipeline(job):
 
 
 def main():
-    import argparse
-    import tempfile
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--budget-s", type=float, default=10.0)
-    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "keras-swiftformer-benchmarks"))
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.input_pipeline", description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--threads", type=int, default=2, help="threads (and pinned cores)")
+    parser.add_argument("--image-size", type=int, default=224, help="training side")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch")
+    parser.add_argument("--budget", type=float, default=10.0, help="timed seconds per pipeline")
+    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "keras-swiftformer-benchmarks"),
+                        help="where the generated JPEGs are kept")
     args = parser.parse_args()
-    from benchmarks.measure import pin_threads
-
     pin_threads(args.threads)
     job = {"threads": args.threads, "image_size": args.image_size, "batch_size": args.batch_size,
-           "budget_s": args.budget_s, "cache": args.cache}
+           "budget_s": args.budget, "cache": args.cache}
     for row in run_input_pipeline(job):
         print(row)
 

@@ -34,12 +34,13 @@ def reset_peak_memory():
         return False
 
 
-def time_call(function, warmup=3, min_repeats=5, max_repeats=30, budget_s=4.0):
+def time_call(function, warmup=2, min_repeats=5, max_repeats=50, budget_s=1.0):
     """Median latency (ms) and spread of `function()` after warm-up, plus peak memory.
 
     Runs at least `min_repeats` and at most `max_repeats` times, stopping once `budget_s`
-    seconds of measurement are spent. Memory: resident-set growth above the level before the
-    timed runs (the inference working set) and the process's peak resident set.
+    seconds of measurement are spent. `activation_mb`: how far the resident set rose above
+    its level just before the timed runs (the memory one call needs beyond the weights, which
+    are resident by then); `peak_rss_mb`: the whole process's peak, runtime included.
     """
     for _ in range(warmup):
         function()
@@ -60,5 +61,26 @@ def time_call(function, warmup=3, min_repeats=5, max_repeats=30, budget_s=4.0):
         "min_ms": min(times),
         "runs": len(times),
         "peak_rss_mb": peak / 2**20 if peak else None,
-        "working_set_mb": (peak - baseline) / 2**20 if (peak and baseline and resettable) else None,
+        "activation_mb": max(0.0, (peak - baseline) / 2**20) if (peak and baseline and resettable) else None,
     }
+
+
+def sgemm_peak_gflops(threads, side=2048, repeats=8):
+    """This machine's float32 matrix-product peak on `threads` cores (GFLOP/s): the best of
+    PyTorch's (oneDNN/MKL) and NumPy's sgemm on a square product, best of `repeats`."""
+    import torch
+
+    torch.set_num_threads(threads)
+    results = {}
+    a = np.random.RandomState(0).rand(side, side).astype("float32")
+    b = np.random.RandomState(1).rand(side, side).astype("float32")
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    for name, multiply in (("torch", lambda: torch.mm(ta, tb)), ("numpy", lambda: a @ b)):
+        multiply()
+        best = float("inf")
+        for _ in range(repeats):
+            begin = time.perf_counter()
+            multiply()
+            best = min(best, time.perf_counter() - begin)
+        results[name] = 2 * side**3 / best / 1e9
+    return results

@@ -1,139 +1,274 @@
-"""The benchmark report: Markdown table, JSON, and two plots."""
+"""The benchmark report: ratios within each round, their spread over rounds, Markdown, JSON
+and two plots."""
 
 import json
 import os
+import statistics
 
 from keras_swiftformer.io import atomic_path, write_text
 from keras_swiftformer.optional import require
 
 LABELS = {
     "torch-eager": "PyTorch eager (official model)",
-    "torch-compile": "torch.compile (official model)",
+    "torch-eager-channels-last": "PyTorch eager, channels_last",
+    "torch-compile": "torch.compile, freezing",
+    "torch-compile-max-autotune": "torch.compile, freezing, max-autotune",
     "ort-torch-export": "ONNX Runtime on torch.onnx.export",
     "keras-tensorflow": "Keras, TensorFlow (tf.function)",
     "keras-tensorflow-xla": "Keras, TensorFlow + XLA",
     "keras-jax": "Keras, JAX (jit)",
     "keras-torch": "Keras, PyTorch backend",
+    "keras-torch-compile": "Keras, PyTorch backend + torch.compile",
     "tflite-float32": "our TFLite float32 (LiteRT, XNNPACK)",
     "tflite-int8": "our TFLite full int8 (LiteRT, XNNPACK)",
     "onnx-ours": "our ONNX (ONNX Runtime)",
     "torch-eager-mhsa": "same network, self-attention (PyTorch eager)",
 }
-KERAS = ("keras-tensorflow", "keras-tensorflow-xla", "keras-jax", "keras-torch")
+KERAS = ("keras-tensorflow", "keras-tensorflow-xla", "keras-jax", "keras-torch", "keras-torch-compile")
+TORCH = ("torch-eager", "torch-eager-channels-last", "torch-compile", "torch-compile-max-autotune")
+PEERS = TORCH + ("ort-torch-export",)
 
 
-def _index(rows):
-    return {(r["runtime"], r["variant"], r["batch"], r["size"]): r for r in rows if "median_ms" in r}
+def _median(values):
+    return statistics.median(values) if values else None
+
+
+def per_round(rows):
+    """{(runtime, variant, batch, size, threads): {round: median_ms}}"""
+    table = {}
+    for row in rows:
+        if "median_ms" in row:
+            key = (row["runtime"], row["variant"], row["batch"], row["size"], row.get("threads"))
+            table.setdefault(key, {})[row.get("round", 0)] = row["median_ms"]
+    return table
+
+
+def ratio_over_rounds(table, ours, peers, where):
+    """The ratio of `ours` to the fastest of `peers` within each round (None if missing):
+    {"median", "low", "high", "rounds", "peer"}. `where` = (variant, batch, size, threads)."""
+    mine = table.get((ours, *where), {})
+    ratios, winners = [], []
+    for round_index, ms in mine.items():
+        candidates = {p: table[(p, *where)][round_index] for p in peers
+                      if round_index in table.get((p, *where), {})}
+        if candidates:
+            best = min(candidates, key=candidates.get)
+            ratios.append(ms / candidates[best])
+            winners.append(best)
+    if not ratios:
+        return None
+    return {"median": _median(ratios), "low": min(ratios), "high": max(ratios), "rounds": len(ratios),
+            "peer": max(set(winners), key=winners.count)}
+
+
+def _best_keras(table, where):
+    medians = {r: _median(list(table[(r, *where)].values())) for r in KERAS if (r, *where) in table}
+    return min(medians, key=medians.get) if medians else None
 
 
 def target_ratios(report):
-    """The issue's four targets, as ratios from this run (None where a runtime is missing)."""
+    """The issue's targets per variant (and batch), as ratios within rounds with their range."""
     settings = report["settings"]
-    index = _index(report["results"])
-    size = settings["size"]
-
-    def ms(runtime, variant="L1", batch=1, at=size, table=index):
-        row = table.get((runtime, variant, batch, at))
-        return row["median_ms"] if row else None
-
-    def ratio(a, b):
-        return a / b if a and b else None
-
-    keras = {r: ms(r) for r in KERAS if ms(r)}
-    best = min(keras, key=keras.get) if keras else None
-    sweep = _index(report["sweep"])
-    variant = settings["sweep_variant"]
-    scaling = {}
-    if 896 in settings["sweep_sizes"] and 224 in settings["sweep_sizes"]:
-        for runtime in sorted({r["runtime"] for r in report["sweep"]}):
-            high, low = ms(runtime, variant, 1, 896, sweep), ms(runtime, variant, 1, 224, sweep)
-            scaling[runtime] = ratio(high, low)
-    return {
-        "best_keras_runtime_L1_batch1": best,
-        "best_keras_over_torch_eager": ratio(keras.get(best), ms("torch-eager")),
-        "best_keras_over_torch_compile": ratio(keras.get(best), ms("torch-compile")),
-        "tflite_float32_over_ort_torch_export": ratio(ms("tflite-float32"), ms("ort-torch-export")),
-        "onnx_ours_over_ort_torch_export": ratio(ms("onnx-ours"), ms("ort-torch-export")),
-        "tflite_int8_over_tflite_float32": ratio(ms("tflite-int8"), ms("tflite-float32")),
-        "latency_896_over_224": scaling,
-        "token_ratio_896_over_224": (896 / 224) ** 2,
-    }
+    table = per_round(report["results"])
+    size, threads = settings["size"], settings["threads"]
+    targets = {"keras_vs_best_pytorch": [], "each_keras_vs_eager": [], "files_vs_ort": [], "int8_vs_float32": [],
+               "training": [], "pipeline": None}
+    for variant in settings["variants"]:
+        for batch in settings["batch_sizes"]:
+            where = (variant, batch, size, threads)
+            best = _best_keras(table, where)
+            if best:
+                targets["keras_vs_best_pytorch"].append(
+                    {"variant": variant, "batch": batch, "runtime": best, "limit": 1.0,
+                     **(ratio_over_rounds(table, best, TORCH, where) or {})})
+            worst = [(r, ratio_over_rounds(table, r, ("torch-eager",), where)) for r in KERAS]
+            worst = [(r, v) for r, v in worst if v]
+            if worst:
+                runtime, value = max(worst, key=lambda item: item[1]["median"])
+                targets["each_keras_vs_eager"].append({"variant": variant, "batch": batch, "runtime": runtime,
+                                                       "limit": 1.0, **value})
+        where = (variant, 1, size, threads)
+        for ours, limit in (("tflite-float32", 0.8), ("onnx-ours", 0.9)):
+            value = ratio_over_rounds(table, ours, ("ort-torch-export",), where)
+            if value:
+                targets["files_vs_ort"].append({"variant": variant, "batch": 1, "runtime": ours, "limit": limit, **value})
+        value = ratio_over_rounds(table, "tflite-int8", ("tflite-float32",), where)
+        if value:
+            targets["int8_vs_float32"].append({"variant": variant, "batch": 1, "runtime": "tflite-int8",
+                                               "limit": 0.5, **value})
+    steps = {(r["runtime"], r["variant"]): r for r in report.get("training", []) if "median_ms" in r}
+    for variant in sorted({v for _, v in steps}, key=lambda v: settings["variants"].index(v)
+                          if v in settings["variants"] else 99):
+        keras_steps = {r: steps[(r, variant)] for r in ("keras-tensorflow", "keras-jax", "keras-torch")
+                       if (r, variant) in steps}
+        eager = steps.get(("torch-eager", variant))
+        if keras_steps and eager:
+            best = min(keras_steps, key=lambda r: keras_steps[r]["median_ms"])
+            ours = keras_steps[best]
+            targets["training"].append({
+                "variant": variant, "runtime": best, "limit": 1.0, "median": ours["median_ms"] / eager["median_ms"],
+                "low": ours["p25_ms"] / eager["p75_ms"], "high": ours["p75_ms"] / eager["p25_ms"],
+                "consumes_images_per_s": 1000 * ours["batch"] / ours["median_ms"],
+            })
+    pipelines = [r for r in report.get("training", []) if r.get("runtime") == "input-pipeline" and "images_per_s" in r]
+    default = [r for r in pipelines if r.get("pipeline", "").startswith("default")]
+    if default:
+        targets["pipeline"] = {"images_per_s": default[0]["images_per_s"], "limit": 300}
+    return targets
 
 
 def _fmt(value, digits=2):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _spread(value):
+    if not value:
+        return "-"
+    return f"{value['median']:.2f} ({value['low']:.2f}-{value['high']:.2f})"
+
+
+def _verdict(value):
+    if value is None or "median" not in value:
+        return "not measured"
+    if value["high"] <= value["limit"]:
+        return "met"
+    return "met at the median, not in every round" if value["median"] <= value["limit"] else "**missed**"
+
+
 def markdown(report):
     settings, machine = report["settings"], report["machine"]
-    index = _index(report["results"])
+    table = per_round(report["results"])
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
-    lines = [
-        f"Measured {machine['date']} on {machine['cpu']}, {settings['threads']} threads "
-        f"(each runtime pinned to the same cores), Python {machine['python']}; {versions}.",
-        f"Input {settings['size']}x{settings['size']}, float32 unless the runtime says int8; median "
-        "of repeated runs after warm-up, with the interquartile range; ratio = runtime / PyTorch "
-        "eager on the official model at the same batch (lower is faster). Exported files run at "
-        "batch 1, the way they are deployed; torch.compile runs at the batch sizes given by "
-        "--compile-batch-sizes (default 1: each compilation takes about a minute here). Random "
-        "weights (speed does not depend on them).",
-        "",
-    ]
     gmacs = {m["variant"]: m["gmacs"] for m in report["macs"] if m["attention"] == "additive" and m["size"] == settings["size"]}
-    lines.append("| variant | GMACs | batch | runtime | latency (ms) | IQR (ms) | images/s | vs eager | peak RSS (MB) |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
-    runtimes = [r for r in LABELS if any(k[0] == r for k in index)]
-    for variant in settings["variants"]:
-        for batch in settings["batch_sizes"]:
-            eager = index.get(("torch-eager", variant, batch, settings["size"]))
-            for runtime in runtimes:
-                row = index.get((runtime, variant, batch, settings["size"]))
-                if not row:
-                    continue
-                ratio = row["median_ms"] / eager["median_ms"] if eager else None
-                lines.append(
-                    f"| {variant} | {_fmt(gmacs.get(variant))} | {batch} | {LABELS[runtime]} | {row['median_ms']:.1f} | "
-                    f"{row['p25_ms']:.1f}-{row['p75_ms']:.1f} | {1000 * batch / row['median_ms']:.1f} | "
-                    f"{_fmt(ratio)} | {_fmt(row.get('peak_rss_mb'), 0)} |"
-                )
-    errors = [r for r in report["results"] + report["sweep"] if "error" in r]
+    peaks = {s["threads"]: max(s["sgemm_gflops"].values()) for s in report.get("sgemm", [])}
+    memory = {}
+    for row in report["results"]:
+        if "median_ms" in row:
+            key = (row["runtime"], row["variant"], row["batch"], row["size"], row.get("threads"))
+            memory.setdefault(key, (row.get("weights_mb"), row.get("activation_mb")))
+    lines = [
+        f"Measured {machine['date']} on {machine['cpu']}, {machine['cores_visible']} cores visible, Python "
+        f"{machine['python']}; {versions}.",
+        "",
+        f"Input {settings['size']}x{settings['size']}, float32 unless the runtime says int8, random weights (speed "
+        f"does not depend on them). Every runtime runs in its own process pinned to {settings['threads']} cores "
+        f"(rows marked 1 thread: pinned to one), and the whole set ran {settings['rounds']} times, interleaved. "
+        "Latency: the median over rounds of each round's median, with the range over rounds. Ratios are taken "
+        "within a round and given as the median over rounds (range); lower is faster. *vs best PyTorch*: the "
+        "fastest of torch eager (NCHW or channels_last) and torch.compile in that round; *vs best peer*: the same "
+        "or ONNX Runtime on the torch export. GFLOP/s counts 2 FLOPs per multiply-add of the official model; "
+        + ", ".join(f"this machine's sgemm peak on {t} thread{'s' if t > 1 else ''}: {p:.0f} GFLOP/s"
+                    for t, p in sorted(peaks.items()))
+        + ". Memory: the weights as the runtime holds them, and how far one call's activations lift the "
+        "resident set above its level before the timed runs (not the runtime's own footprint).",
+        "",
+        "| variant | batch | threads | runtime | latency (ms) | range (ms) | images/s | GFLOP/s | % of peak "
+        "| vs eager | vs best PyTorch | vs best peer | weights (MB) | activations (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    runtimes = [r for r in LABELS if any(k[0] == r for k in table)]
+    thread_counts = sorted({k[4] for k in table}, reverse=True)
+    for threads in thread_counts:
+        for variant in settings["variants"]:
+            for batch in settings["batch_sizes"]:
+                where = (variant, batch, settings["size"], threads)
+                for runtime in runtimes:
+                    rounds = table.get((runtime, *where))
+                    if not rounds:
+                        continue
+                    ms = _median(list(rounds.values()))
+                    flops = 2 * gmacs.get(variant, 0) * batch / (ms / 1000) if gmacs.get(variant) else None
+                    share = 100 * flops / peaks[threads] if flops and threads in peaks and "int8" not in runtime else None
+                    weights, activations = memory.get((runtime, *where), (None, None))
+                    lines.append(
+                        f"| {variant} | {batch} | {threads} | {LABELS[runtime]} | {ms:.1f} | "
+                        f"{min(rounds.values()):.1f}-{max(rounds.values()):.1f} | {1000 * batch / ms:.1f} | "
+                        f"{_fmt(flops, 0)} | {_fmt(share, 0)} | "
+                        f"{_spread(ratio_over_rounds(table, runtime, ('torch-eager',), where))} | "
+                        f"{_spread(ratio_over_rounds(table, runtime, TORCH, where))} | "
+                        f"{_spread(ratio_over_rounds(table, runtime, PEERS, where))} | "
+                        f"{_fmt(weights, 1)} | {_fmt(activations, 0)} |"
+                    )
+    errors = [r for r in report["results"] + report["sweep"] + report.get("training", []) if "error" in r]
     for row in errors:
-        lines.append(f"\n{row['runtime']} failed: `{row['error'].strip().splitlines()[-1] if row['error'].strip() else '?'}`")
-    if report["sweep"]:
-        sweep = _index(report["sweep"])
-        sizes = report["settings"]["sweep_sizes"]
-        variant = report["settings"]["sweep_variant"]
-        macs = {(m["attention"], m["size"]): m["gmacs"] for m in report["macs"]}
-        lines += ["", f"Resolution sweep, SwiftFormer-{variant}, batch 1 (latency in ms; tokens grow with the square of the side):", ""]
-        lines.append("| runtime | " + " | ".join(str(s) for s in sizes) + " |")
-        lines.append("|---|" + "---|" * len(sizes))
-        for runtime in sorted({r["runtime"] for r in report["sweep"]}, key=list(LABELS).index):
-            cells = []
-            for size in sizes:
-                row = sweep.get((runtime, variant, 1, size))
-                cells.append(f"{row['median_ms']:.0f}" if row else "-")
-            lines.append(f"| {LABELS[runtime]} | " + " | ".join(cells) + " |")
-        lines.append("| GMACs, additive attention | " + " | ".join(_fmt(macs.get(("additive", s)), 1) for s in sizes) + " |")
-        lines.append("| GMACs, self-attention | " + " | ".join(_fmt(macs.get(("mhsa", s)), 1) for s in sizes) + " |")
-    ratios = target_ratios(report)
-    lines += ["", "Targets (ratios from this run):", ""]
-    if ratios["best_keras_runtime_L1_batch1"] is None:
-        lines.append("* The targets are stated for L1 at batch 1, which this run did not measure "
-                     "(run with --models including L1 and --batch-sizes including 1).")
-        lines.append(f"\nWhole run: {report['wall_s'] / 60:.1f} min.")
-        return "\n".join(lines) + "\n"
-    lines.append(f"* best Keras backend for L1 at batch 1 ({ratios['best_keras_runtime_L1_batch1']}): "
-                 f"{_fmt(ratios['best_keras_over_torch_eager'])}x PyTorch eager, "
-                 f"{_fmt(ratios['best_keras_over_torch_compile'])}x torch.compile (targets: <= 0.8x, <= 1.0x)")
-    lines.append(f"* our TFLite float32 / ORT on the torch export: {_fmt(ratios['tflite_float32_over_ort_torch_export'])}x; "
-                 f"our ONNX / ORT on the torch export: {_fmt(ratios['onnx_ours_over_ort_torch_export'])}x (target: <= 1.0x)")
-    lines.append(f"* TFLite int8 / float32: {_fmt(ratios['tflite_int8_over_tflite_float32'])}x (target: <= 0.5x)")
-    if ratios["latency_896_over_224"]:
-        token = ratios["token_ratio_896_over_224"]
-        scaled = ", ".join(f"{LABELS[r]} {_fmt(v, 1)}x" for r, v in ratios["latency_896_over_224"].items())
-        lines.append(f"* latency at 896 over 224 (tokens: {token:.0f}x; target for SwiftFormer <= {1.25 * token:.0f}x): {scaled}")
+        last = row["error"].strip().splitlines()[-1] if row["error"].strip() else "?"
+        lines.append(f"\n{row['runtime']} ({row.get('threads', '?')} threads) failed: `{last}`")
+    lines += _training_lines(report)
+    lines += _sweep_lines(report)
+    lines += _target_lines(report)
     lines.append(f"\nWhole run: {report['wall_s'] / 60:.1f} min.")
     return "\n".join(lines) + "\n"
+
+
+def _training_lines(report):
+    steps = [r for r in report.get("training", []) if r.get("task") == "training" and "median_ms" in r]
+    pipelines = [r for r in report.get("training", []) if r.get("runtime") == "input-pipeline" and "images_per_s" in r]
+    lines = []
+    if steps:
+        batch = steps[0]["batch"]
+        lines += ["", f"Training step at batch {batch}, {steps[0]['size']}x{steps[0]['size']} (forward, backward, AdamW "
+                  "update; median of the timed steps after two warm-up steps, with the interquartile range):", "",
+                  "| variant | runtime | step (ms) | IQR (ms) | images/s | vs torch eager | vs torch.compile |",
+                  "|---|---|---|---|---|---|---|"]
+        index = {(r["runtime"], r["variant"]): r for r in steps}
+        for row in steps:
+            eager, compiled = index.get(("torch-eager", row["variant"])), index.get(("torch-compile", row["variant"]))
+            lines.append(
+                f"| {row['variant']} | {LABELS.get(row['runtime'], row['runtime'])} | {row['median_ms']:.0f} | "
+                f"{row['p25_ms']:.0f}-{row['p75_ms']:.0f} | {1000 * batch / row['median_ms']:.1f} | "
+                f"{_fmt(row['median_ms'] / eager['median_ms']) if eager else '-'} | "
+                f"{_fmt(row['median_ms'] / compiled['median_ms']) if compiled else '-'} |"
+            )
+    if pipelines:
+        lines += ["", "Training input pipeline (JPEG files on disk to augmented, batched tensors; tf.data on the same "
+                  "cores):", "", "| pipeline | images/s |", "|---|---|"]
+        for row in pipelines:
+            lines.append(f"| {row['pipeline']} | {row['images_per_s']:.0f} |")
+    return lines
+
+
+def _sweep_lines(report):
+    if not report["sweep"]:
+        return []
+    sweep = per_round(report["sweep"])
+    sizes = report["settings"]["sweep_sizes"]
+    variant = report["settings"]["sweep_variant"]
+    macs = {(m["attention"], m["size"]): m["gmacs"] for m in report["macs"]}
+    lines = ["", f"Resolution sweep, SwiftFormer-{variant}, batch 1 (latency in ms; tokens grow with the square of "
+             "the side):", "", "| runtime | " + " | ".join(str(s) for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for runtime in sorted({r["runtime"] for r in report["sweep"]}, key=list(LABELS).index):
+        cells = []
+        for size in sizes:
+            rounds = [v for k, v in sweep.items() if k[0] == runtime and k[2] == 1 and k[3] == size]
+            cells.append(f"{_median(list(rounds[0].values())):.0f}" if rounds else "-")
+        lines.append(f"| {LABELS[runtime]} | " + " | ".join(cells) + " |")
+    lines.append("| GMACs, additive attention | " + " | ".join(_fmt(macs.get(("additive", s)), 1) for s in sizes) + " |")
+    lines.append("| GMACs, self-attention | " + " | ".join(_fmt(macs.get(("mhsa", s)), 1) for s in sizes) + " |")
+    return lines
+
+
+def _target_lines(report):
+    targets = target_ratios(report)
+    lines = ["", "Targets (ratio within a round, median over rounds and range; *met* means every round met it):", "",
+             "| target | variant | batch | runtime | ratio | limit | verdict |", "|---|---|---|---|---|---|---|"]
+    names = {"keras_vs_best_pytorch": "best Keras backend / best PyTorch runtime",
+             "each_keras_vs_eager": "slowest Keras backend / torch eager",
+             "files_vs_ort": "our file / ONNX Runtime on the torch export",
+             "int8_vs_float32": "TFLite full int8 / float32"}
+    for key, name in names.items():
+        for value in targets[key]:
+            lines.append(f"| {name} | {value['variant']} | {value['batch']} | {LABELS[value['runtime']]} | "
+                         f"{_spread(value)} | {value['limit']} | {_verdict(value)} |")
+    for value in targets["training"]:
+        lines.append(f"| best Keras training step / torch eager step | {value['variant']} | "
+                     f"{report['settings']['training_batch']} | {LABELS[value['runtime']]} | {_spread(value)} (IQR) | "
+                     f"{value['limit']} | {_verdict(value)} |")
+    pipeline = targets["pipeline"]
+    if pipeline:
+        met = "met" if pipeline["images_per_s"] >= pipeline["limit"] else "**missed**"
+        lines.append(f"| default training input pipeline (images/s) | - | {report['settings']['training_batch']} | tf.data "
+                     f"| {pipeline['images_per_s']:.0f} | >= {pipeline['limit']} | {met} |")
+    return lines
 
 
 def plots(report, directory):
@@ -142,39 +277,48 @@ def plots(report, directory):
     plt = require("matplotlib.pyplot", "the benchmark plots")
 
     paths = {}
-    index = _index(report["results"])
+    table = per_round(report["results"])
     settings = report["settings"]
-    runtimes = [r for r in LABELS if any(k[0] == r and k[2] == 1 for k in index)]
+    threads = settings["threads"]
+    runtimes = [r for r in LABELS if any(k[0] == r and k[2] == 1 and k[4] == threads for k in table)]
     if runtimes:
-        figure, axis = plt.subplots(figsize=(11, 4.5))
+        figure, axis = plt.subplots(figsize=(12, 4.8))
         width = 0.8 / len(runtimes)
         for i, runtime in enumerate(runtimes):
-            values = [index.get((runtime, v, 1, settings["size"]), {}).get("median_ms", 0) for v in settings["variants"]]
-            axis.bar([x + i * width for x in range(len(settings["variants"]))], values, width, label=LABELS[runtime])
+            medians, errors = [], [[], []]
+            for variant in settings["variants"]:
+                rounds = list(table.get((runtime, variant, 1, settings["size"], threads), {}).values())
+                middle = _median(rounds) or 0
+                medians.append(middle)
+                errors[0].append(middle - min(rounds) if rounds else 0)
+                errors[1].append(max(rounds) - middle if rounds else 0)
+            axis.bar([x + i * width for x in range(len(settings["variants"]))], medians, width,
+                     yerr=errors, capsize=2, label=LABELS[runtime])
         axis.set_xticks([x + 0.4 - width / 2 for x in range(len(settings["variants"]))], settings["variants"])
-        axis.set_ylabel("latency, batch 1 (ms)")
-        axis.set_title(f"SwiftFormer at {settings['size']}x{settings['size']}, {settings['threads']} CPU threads")
-        axis.legend(fontsize=7, ncol=2)
+        axis.set_ylabel("latency, batch 1 (ms); bars: range over rounds")
+        axis.set_title(f"SwiftFormer at {settings['size']}x{settings['size']}, {threads} CPU threads")
+        axis.legend(fontsize=7, ncol=3)
         figure.tight_layout()
         paths["latency_plot"] = os.path.join(directory, "latency.png")
         with atomic_path(paths["latency_plot"]) as temporary:
             figure.savefig(temporary, dpi=110, format="png")
         plt.close(figure)
     if report["sweep"]:
-        sweep = _index(report["sweep"])
+        sweep = per_round(report["sweep"])
         figure, axis = plt.subplots(figsize=(7, 5))
         variant = settings["sweep_variant"]
         for runtime in sorted({r["runtime"] for r in report["sweep"]}, key=list(LABELS).index):
-            points = sorted((size, sweep[(runtime, variant, 1, size)]["median_ms"]) for size in settings["sweep_sizes"]
-                            if (runtime, variant, 1, size) in sweep)
+            points = sorted((k[3], _median(list(v.values()))) for k, v in sweep.items()
+                            if k[0] == runtime and k[1] == variant)
             if points:
                 axis.plot(*zip(*points), marker="o", label=LABELS[runtime])
         low = min(settings["sweep_sizes"])
-        base = sweep.get(("torch-eager", variant, 1, low))
+        base = [v for k, v in sweep.items() if k[0] == "torch-eager" and k[3] == low]
         if base:
+            base_ms = _median(list(base[0].values()))
             sizes = sorted(settings["sweep_sizes"])
-            axis.plot(sizes, [base["median_ms"] * (s / low) ** 2 for s in sizes], "k:", label="linear in tokens")
-            axis.plot(sizes, [base["median_ms"] * (s / low) ** 4 for s in sizes], "k--", label="quadratic in tokens")
+            axis.plot(sizes, [base_ms * (s / low) ** 2 for s in sizes], "k:", label="linear in tokens")
+            axis.plot(sizes, [base_ms * (s / low) ** 4 for s in sizes], "k--", label="quadratic in tokens")
         axis.set_xscale("log"), axis.set_yscale("log")
         axis.set_xlabel("input side (pixels)"), axis.set_ylabel("latency, batch 1 (ms)")
         axis.set_title(f"SwiftFormer-{variant}: additive attention vs self-attention")

@@ -2,7 +2,7 @@
 
 A process runs one runtime (its Keras backend, thread pools and allocator state are then its
 own), pinned to the same number of cores as every other runtime. Each result row: runtime,
-variant, batch, image size, median and quartile latency (ms), peak memory.
+variant, batch, image size, threads, median and quartile latency (ms), memory.
 """
 
 import json
@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from benchmarks.measure import pin_threads, time_call
+from benchmarks.measure import pin_threads, sgemm_peak_gflops, time_call
 
 # Each worker imports the runtime it measures inside its function, and nothing else: a process
 # measuring torch eager holds no TensorFlow, one measuring JAX no torch.
@@ -23,17 +23,44 @@ def _images(batch, size, layout="nhwc"):
 
 
 def _row(job, variant, batch, size, timing, **extra):
-    return {"runtime": job["runtime"], "variant": variant, "batch": batch, "size": size, **timing, **extra}
+    return {"runtime": job["runtime"], "variant": variant, "batch": batch, "size": size,
+            "threads": job["threads"], "round": job.get("round", 0), **timing, **extra}
 
 
-def _cases(job):
-    for variant in job["variants"]:
-        for size in job["sizes"]:
-            for batch in job["batch_sizes"]:
-                yield variant, size, batch
+def _emit(rows, row):
+    rows.append(row)
+    print(json.dumps(row), flush=True)
 
 
-# ------------------------------------------------------------------ PyTorch: the baseline
+# ------------------------------------------------------------------ PyTorch: the peers
+
+# The official model as a PyTorch user would run it at its best on a CPU:
+# * eager in `inference_mode`, NCHW (contiguous) or channels_last memory;
+# * torch.compile with inductor's freezing (folds BatchNorm into the convolutions, prepacks the
+#   weights for oneDNN), default mode or max-autotune (which also benchmarks GEMM templates);
+# * ONNX Runtime on its `torch.onnx.export`, all graph optimisations, threads spinning (the
+#   process runs alone: spinning is what ORT does by default and is fastest then).
+TORCH_PEERS = ("torch-eager", "torch-eager-channels-last", "torch-compile", "torch-compile-max-autotune",
+               "ort-torch-export", "torch-eager-mhsa")
+
+
+def _torch_runner(model, x, job):
+    import torch
+
+    runtime = job["runtime"]
+    if runtime.startswith("torch-compile"):
+        import torch._inductor.config as inductor
+
+        inductor.freezing = True
+        mode = "max-autotune" if runtime.endswith("max-autotune") else None
+        compiled = torch.compile(model, dynamic=False, mode=mode)
+        return lambda: compiled(x)
+    if runtime == "ort-torch-export":
+        return _ort_on_torch_export(model, x, job)
+    if runtime == "torch-eager-channels-last":
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    return lambda: model(x)
 
 
 def run_torch(job):
@@ -46,35 +73,33 @@ def run_torch(job):
     rows = []
     for variant in job["variants"]:
         model = official_swiftformer(variant, attention)
+        weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
         for size in job["sizes"]:
             for batch in job["batch_sizes"]:
-                x = torch.from_numpy(_images(batch, size, "nchw"))
-                if job["runtime"].startswith("torch-compile"):
-                    runner = torch.compile(model, dynamic=False)
-                elif job["runtime"] == "ort-torch-export":
-                    runner = _ort_on_torch_export(model, x, job)
-                else:
-                    runner = model
-                if rows and job.get("max_ms") and rows[-1]["median_ms"] > job["max_ms"]:
+                if rows and job.get("max_ms") and rows[-1].get("median_ms", 0) > job["max_ms"]:
                     # Quadratic cost: the next size would take minutes per run; say so instead.
-                    rows.append({"runtime": job["runtime"], "variant": variant, "batch": batch, "size": size,
+                    _emit(rows, {"runtime": job["runtime"], "variant": variant, "batch": batch, "size": size,
+                                 "threads": job["threads"], "round": job.get("round", 0),
                                  "skipped": f"the previous size already took over {job['max_ms'] / 1000:.0f} s"})
                     continue
-                with torch.no_grad():
-                    timing = time_call(lambda runner=runner, x=x: runner(x), **job["timing"])
-                rows.append(_row(job, variant, batch, size, timing))
-                print(json.dumps(rows[-1]), flush=True)
+                x = torch.from_numpy(_images(batch, size, "nchw"))
+                with torch.inference_mode():
+                    runner = _torch_runner(model, x, job)
+                    timing = time_call(runner, **job["timing"])
+                _emit(rows, _row(job, variant, batch, size, timing, weights_mb=weights_mb))
     return rows
 
 
 def count_macs(job):
-    """GMACs per image of each variant at the benchmark size, and of L1 with additive and
-    with self-attention at each sweep size (PyTorch's FlopCounterMode on the official model)."""
+    """GMACs per image of each variant at the benchmark size, and of the sweep variant with
+    additive and with self-attention at each sweep size (PyTorch's FlopCounterMode)."""
     from conversion.official_model import count_gmacs, official_swiftformer
 
     rows = [{"variant": v, "size": job["sizes"][0], "attention": "additive",
              "gmacs": count_gmacs(official_swiftformer(v), job["sizes"][0])} for v in job["variants"]]
     for attention in ("additive", "mhsa"):
+        if not job["sweep_sizes"]:
+            break
         model = official_swiftformer(job["sweep_variant"], attention)
         for size in job["sweep_sizes"]:
             rows.append({"variant": job["sweep_variant"], "size": size, "attention": attention,
@@ -82,13 +107,17 @@ def count_macs(job):
     return rows
 
 
+def measure_sgemm(job):
+    return [{"sgemm_gflops": sgemm_peak_gflops(job["threads"]), "threads": job["threads"]}]
+
+
 def _ort_on_torch_export(model, x, job):
     """What a PyTorch user deploying on CPU runs: torch.onnx.export + ONNX Runtime."""
     import torch
 
-    path = os.path.join(job["cache"], f"torch_{model.config.embed_dims[-1]}_{tuple(x.shape)}.onnx")
     from keras_swiftformer.io import atomic_path
 
+    path = os.path.join(job["cache"], f"torch_{model.config.embed_dims[-1]}_{model.config.depths[-1]}_{tuple(x.shape)}.onnx")
     if not os.path.exists(path):
         with torch.no_grad(), atomic_path(path) as temporary:
             # The TorchScript exporter: the dynamo one needs onnxscript, which no other part uses.
@@ -101,8 +130,9 @@ def _file_call(path, x, threads):
     """The call to time for an exported file: the runtime's invoke on a prepared input."""
     from keras_swiftformer.export.runtime import ONNXRuntime, TFLiteRuntime
 
-    # Idle ONNX Runtime threads spin by default and would steal the next runtime's cores.
-    runtime = ONNXRuntime(path, threads, spinning=False) if path.endswith(".onnx") else TFLiteRuntime(path, threads)
+    # Each runtime runs alone in its process: ONNX Runtime's default spinning threads are its
+    # fastest setting then.
+    runtime = ONNXRuntime(path, threads, spinning=True) if path.endswith(".onnx") else TFLiteRuntime(path, threads)
     prepared = runtime.prepare(x)
     return lambda *_: runtime.invoke(prepared)
 
@@ -111,9 +141,12 @@ def _file_call(path, x, threads):
 
 
 def _keras_model(variant):
+    """The model a user serves: the variant in its inference form (BatchNorm, layer scales and
+    the two heads folded into the weights; `keras_swiftformer.inference_model`)."""
     from keras_swiftformer.models import build_variant
+    from keras_swiftformer.models.inference import inference_model
 
-    return build_variant(variant, weights=None)
+    return inference_model(build_variant(variant, weights=None))
 
 
 def _keras_runner(model, x, runtime):
@@ -142,12 +175,15 @@ def _keras_runner(model, x, runtime):
     import torch
 
     tensor = torch.from_numpy(x)
+    call = model
+    if runtime.endswith("compile"):
+        call = torch.compile(model, dynamic=False)
 
-    def call():
-        with torch.no_grad():
-            return model(tensor, training=False)
+    def run():
+        with torch.inference_mode():
+            return call(tensor, training=False)
 
-    return call
+    return run
 
 
 def run_keras(job):
@@ -165,11 +201,11 @@ def run_keras(job):
     rows = []
     for variant in job["variants"]:
         model = _keras_model(variant)
+        weights_mb = sum(int(np.prod(v.shape)) * 4 for v in model.weights) / 2**20
         for size in job["sizes"]:
             for batch in job["batch_sizes"]:
                 runner = _keras_runner(model, _images(batch, size), job["runtime"])
-                rows.append(_row(job, variant, batch, size, time_call(runner, **job["timing"])))
-                print(json.dumps(rows[-1]), flush=True)
+                _emit(rows, _row(job, variant, batch, size, time_call(runner, **job["timing"]), weights_mb=weights_mb))
     return rows
 
 
@@ -177,8 +213,10 @@ def run_keras(job):
 
 
 def export_files(job):
-    """TFLite float32/int8 and ONNX files of each variant (TensorFlow backend), cached."""
+    """TFLite float32/int8 and ONNX files of each variant (TensorFlow backend), cached under
+    a key of the library's code and the converters' versions (see `benchmarks.__main__`)."""
     from keras_swiftformer.export import export_onnx, export_tflite
+    from keras_swiftformer.models import build_variant
 
     written = {}
     calibration = _images(8, job["sizes"][0])
@@ -188,7 +226,7 @@ def export_files(job):
             path = os.path.join(job["cache"], f"swiftformer_{variant.lower()}_{job['sizes'][0]}_{kind}")
             path += ".onnx" if kind == "onnx" else ".tflite"
             if not os.path.exists(path):
-                model = model or _keras_model(variant)
+                model = model or build_variant(variant, weights=None)
                 if kind == "onnx":
                     export_onnx(model, path, input_size=job["sizes"][0])
                 else:
@@ -208,13 +246,117 @@ def run_files(job):
         path = job["files"][f"{variant}/{job['kind']}"]
         for size in job["sizes"]:
             runner = _file_call(path, _images(1, size), job["threads"])
-            rows.append(_row(job, variant, 1, size, time_call(runner, **job["timing"]),
-                             file_mb=os.path.getsize(path) / 1e6))
-            print(json.dumps(rows[-1]), flush=True)
+            _emit(rows, _row(job, variant, 1, size, time_call(runner, **job["timing"]),
+                             weights_mb=os.path.getsize(path) / 2**20))
     return rows
 
 
-RUNNERS = {"macs": count_macs, "torch": run_torch, "keras": run_keras, "export": export_files, "files": run_files}
+# ------------------------------------------------------------------ training
+
+# One training step (forward, backward, AdamW update) per runtime, at the recipe's batch.
+# Keras: the variant as `training.finetune` trains it (class and distillation heads averaged,
+# categorical cross-entropy on logits, AdamW), one `train_on_batch` per step, compiled as
+# `model.compile` compiles it by default on each backend (`jit_compile="auto"`: XLA on JAX;
+# plain graphs for TensorFlow on a CPU; PyTorch eager). The peers: the same step of the
+# official model (transformers' SwiftFormer, current release's attention) in torch eager and
+# under torch.compile, with `torch.optim.AdamW`. Stochastic depth is off on both sides.
+
+LEARNING_RATE, WEIGHT_DECAY = 1e-3, 0.025
+
+
+def _batch(batch, size, classes=1000):
+    rng = np.random.RandomState(0)
+    images = rng.uniform(-2, 2, (batch, size, size, 3)).astype("float32")
+    labels = np.eye(classes, dtype="float32")[rng.randint(0, classes, batch)]
+    return images, labels
+
+
+def _keras_step(variant, images, labels):
+    import keras
+
+    from keras_swiftformer.models import build_variant
+
+    model = build_variant(variant, weights=None)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(LEARNING_RATE, weight_decay=WEIGHT_DECAY),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+    )
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        images, labels = tf.constant(images), tf.constant(labels)
+    elif backend == "jax":
+        import jax.numpy as jnp
+
+        images, labels = jnp.asarray(images), jnp.asarray(labels)
+    else:
+        import torch
+
+        images, labels = torch.from_numpy(images), torch.from_numpy(labels)
+    return lambda: model.train_on_batch(images, labels)
+
+
+def _torch_step(variant, images, labels, compiled):
+    import torch
+
+    from conversion.official_model import official_swiftformer
+
+    model = official_swiftformer(variant).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    forward = torch.compile(model, dynamic=False) if compiled else model
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    y = torch.from_numpy(labels)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(forward(x).logits, y)
+        loss.backward()
+        optimizer.step()
+        return float(loss)
+
+    return step
+
+
+def run_training_step(job):
+    runtime = job["runtime"]
+    if runtime.startswith("keras-"):
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(job["threads"])
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+    import importlib.util
+
+    if importlib.util.find_spec("torch") and (runtime.startswith("torch") or runtime == "keras-torch"):
+        import torch
+
+        torch.set_num_threads(job["threads"])
+    rows = []
+    for variant in job["variants"]:
+        images, labels = _batch(job["batch"], job["size"])
+        if runtime.startswith("keras-"):
+            step = _keras_step(variant, images, labels)
+        else:
+            step = _torch_step(variant, images, labels, compiled=runtime == "torch-compile")
+        timing = time_call(step, **job["timing"])
+        row = {"runtime": runtime, "variant": variant, "batch": job["batch"], "size": job["size"],
+               "threads": job["threads"], "round": job.get("round", 0), "task": "training", **timing}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def run_pipeline(job):
+    from benchmarks.input_pipeline import run_input_pipeline
+
+    return run_input_pipeline(job)
+
+
+RUNNERS = {"macs": count_macs, "sgemm": measure_sgemm, "torch": run_torch, "keras": run_keras,
+           "export": export_files, "files": run_files, "training": run_training_step, "pipeline": run_pipeline}
 
 
 def main(job_path, result_path):

@@ -11,6 +11,7 @@ from keras_swiftformer.models import (
     SwiftFormerSegmenter,
     SwiftFormerXS,
     build_variant,
+    inference_model,
     stage_feature_model,
 )
 from keras_swiftformer.preprocessing import decode_predictions, load_image, preprocess_input
@@ -30,6 +31,7 @@ __all__ = [
     "SwiftFormerS",
     "SwiftFormerXS",
     "build_variant",
+    "inference_model",
     "layers",
     "stage_feature_model",
 ]

@@ -30,6 +30,7 @@ from keras_swiftformer.export import (
     format_report,
     verify,
 )
+from keras_swiftformer.models.inference import inference_model
 from keras_swiftformer.models.swiftformer import build_with_record
 from keras_swiftformer.optional import MissingDependencyError
 from keras_swiftformer.preprocessing import decode_predictions, load_image, preprocess_input
@@ -226,7 +227,8 @@ def predict(args):
     size = args.image_size or trained_size or 224
     images = np.stack([load_image(path, size) for path in args.images])
     names = _class_names(recorded, int(model.output.shape[-1]), args.weights)
-    logits = keras.ops.convert_to_numpy(model.predict(images, verbose=0))
+    # The inference form: the same logits with BatchNorm, layer scales and heads folded in.
+    logits = keras.ops.convert_to_numpy(inference_model(model).predict(images, verbose=0))
     probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probabilities /= probabilities.sum(axis=-1, keepdims=True)
     if names is None:

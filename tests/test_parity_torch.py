@@ -19,7 +19,7 @@ optional("transformers")
 from golden_fixture import make_golden  # noqa: E402
 from reference import build_reference, run_reference  # noqa: E402
 
-from keras_swiftformer import stage_feature_model  # noqa: E402
+from keras_swiftformer import inference_model, stage_feature_model  # noqa: E402
 from keras_swiftformer.convert import convert_checkpoint  # noqa: E402
 from keras_swiftformer.models import VARIANTS  # noqa: E402
 
@@ -47,6 +47,9 @@ def test_variant_matches_reference(variant, release):
         report[label] = float(np.abs(to_numpy(logits) - expected_logits).max())
         assert report[label] <= LOGIT_TOLERANCE, report
         assert_stage_close(stages, expected_stages)
+        # The inference form (BatchNorm, layer scales and heads folded) is as exact.
+        folded = float(np.abs(to_numpy(inference_model(model)(images)) - expected_logits).max())
+        assert folded <= LOGIT_TOLERANCE, (label, folded)
     print(f"max |logit diff| {variant} {release}: {report}")
 
 

@@ -2,7 +2,16 @@ import keras
 
 from keras_swiftformer.layers.layer_scale import LayerScale
 from keras_swiftformer.layers.numerics import exact_gelu
-from keras_swiftformer.layers.primitives import batch_norm, build_chain, conv2d, depthwise_conv2d
+from keras_swiftformer.layers.primitives import (
+    apply,
+    assign_folded,
+    batch_norm,
+    batch_norm_affine,
+    build_chain,
+    conv2d,
+    depthwise_conv2d,
+    kernel_and_bias,
+)
 from keras_swiftformer.layers.stochastic_depth import StochasticDepth
 
 
@@ -20,6 +29,9 @@ class ConvEncoder(keras.layers.Layer):
         drop_path_rate: stochastic-depth rate of the residual branch. The official model never
             sets it for this block (only the attention block gets drop path), so the model
             builders leave it at 0.
+        fused: the inference form: the BatchNorm is folded into the depthwise convolution and
+            the layer scale into `pwconv2` (see `fold_into`), so neither layer exists. Same
+            outputs at inference; not for training (it has no BatchNorm left to train).
     """
 
     def __init__(
@@ -29,9 +41,11 @@ class ConvEncoder(keras.layers.Layer):
         kernel_size=3,
         layer_scale_init_value=1.0,
         drop_path_rate=0.0,
+        fused=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.fused = bool(fused)
         self.dim = int(dim)
         self.hidden_dim = int(hidden_dim)
         self.kernel_size = int(kernel_size)
@@ -39,10 +53,12 @@ class ConvEncoder(keras.layers.Layer):
         self.drop_path_rate = float(drop_path_rate)
         dtype = self.dtype_policy
         self.dwconv = depthwise_conv2d(self.kernel_size, "dwconv", dtype=dtype)
-        self.norm = batch_norm("norm", dtype=dtype)
+        self.norm = None if self.fused else batch_norm("norm", dtype=dtype)
         self.pwconv1 = conv2d(self.hidden_dim, 1, "pwconv1", dtype=dtype)
         self.pwconv2 = conv2d(self.dim, 1, "pwconv2", dtype=dtype)
-        self.layer_scale = LayerScale(self.layer_scale_init_value, name="layer_scale", dtype=dtype)
+        self.layer_scale = None if self.fused else LayerScale(
+            self.layer_scale_init_value, name="layer_scale", dtype=dtype
+        )
         self.drop_path = StochasticDepth(self.drop_path_rate, name="drop_path", dtype=dtype)
 
     def build(self, input_shape):
@@ -57,9 +73,24 @@ class ConvEncoder(keras.layers.Layer):
         )
 
     def call(self, inputs, training=None):
+        if self.fused:
+            x = apply(self.dwconv, inputs, fused=True)
+            return inputs + apply(self.pwconv2, exact_gelu(apply(self.pwconv1, x, fused=True)), fused=True)
         x = self.norm(self.dwconv(inputs), training=training)
         x = self.pwconv2(exact_gelu(self.pwconv1(x)))
         return inputs + self.drop_path(self.layer_scale(x), training=training)
+
+    def fold_into(self, target):
+        """Writes this block's weights into `target`, a built `fused=True` copy of it:
+        `dw(x) * s + t` is one depthwise convolution with kernel `k * s` and bias `b * s + t`,
+        and the layer scale multiplies `pwconv2`'s output channels."""
+        scale, shift = batch_norm_affine(self.norm)
+        kernel, bias = kernel_and_bias(self.dwconv)
+        assign_folded(target.dwconv, kernel * scale[:, None], bias * scale + shift)
+        target.pwconv1.set_weights(self.pwconv1.get_weights())
+        layer_scale = keras.ops.convert_to_numpy(self.layer_scale.scale).astype("float64")
+        kernel, bias = kernel_and_bias(self.pwconv2)
+        assign_folded(target.pwconv2, kernel * layer_scale, bias * layer_scale)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -72,6 +103,7 @@ class ConvEncoder(keras.layers.Layer):
             "kernel_size": self.kernel_size,
             "layer_scale_init_value": self.layer_scale_init_value,
             "drop_path_rate": self.drop_path_rate,
+            "fused": self.fused,
         }
 
 
@@ -82,7 +114,7 @@ class LocalRepresentation(ConvEncoder):
     The same computation as `ConvEncoder`, with `hidden_dim == dim` (no channel expansion).
     """
 
-    def __init__(self, dim, kernel_size=3, layer_scale_init_value=1.0, drop_path_rate=0.0, **kwargs):
+    def __init__(self, dim, kernel_size=3, layer_scale_init_value=1.0, drop_path_rate=0.0, fused=False, **kwargs):
         kwargs.pop("hidden_dim", None)  # present in configs written by `ConvEncoder.get_config`
         super().__init__(
             dim,
@@ -90,5 +122,6 @@ class LocalRepresentation(ConvEncoder):
             kernel_size=kernel_size,
             layer_scale_init_value=layer_scale_init_value,
             drop_path_rate=drop_path_rate,
+            fused=fused,
             **kwargs,
         )

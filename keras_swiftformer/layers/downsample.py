@@ -1,6 +1,13 @@
 import keras
 
-from keras_swiftformer.layers.primitives import batch_norm, build_chain, conv2d, symmetric_padding
+from keras_swiftformer.layers.primitives import (
+    apply,
+    batch_norm,
+    build_chain,
+    conv2d,
+    fold_batch_norm,
+    symmetric_padding,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_swiftformer")
@@ -13,10 +20,12 @@ class DownsampleEmbedding(keras.layers.Layer):
     Args:
         filters: output channels (the width of the next stage).
         kernel_size, strides, padding: the official defaults are 3, 2 and 1.
+        fused: the inference form, the BatchNorm folded into the convolution (`fold_into`).
     """
 
-    def __init__(self, filters, kernel_size=3, strides=2, padding=1, **kwargs):
+    def __init__(self, filters, kernel_size=3, strides=2, padding=1, fused=False, **kwargs):
         super().__init__(**kwargs)
+        self.fused = bool(fused)
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.strides = int(strides)
@@ -24,13 +33,19 @@ class DownsampleEmbedding(keras.layers.Layer):
         dtype = self.dtype_policy
         self.pad = symmetric_padding(self.padding, "pad", dtype=dtype)
         self.proj = conv2d(self.filters, self.kernel_size, "proj", strides=self.strides, dtype=dtype)
-        self.norm = batch_norm("norm", dtype=dtype)
+        self.norm = None if self.fused else batch_norm("norm", dtype=dtype)
 
     def build(self, input_shape):
         build_chain((self.pad, self.proj, self.norm), input_shape)
 
     def call(self, inputs, training=None):
+        if self.fused:
+            return apply(self.proj, apply(self.pad, inputs, fused=True), fused=True)
         return self.norm(self.proj(self.pad(inputs)), training=training)
+
+    def fold_into(self, target):
+        """Writes these weights into `target`, a built `fused=True` copy."""
+        fold_batch_norm(self.proj, self.norm, target.proj)
 
     def compute_output_shape(self, input_shape):
         return self.proj.compute_output_shape(self.pad.compute_output_shape(input_shape))
@@ -42,4 +57,5 @@ class DownsampleEmbedding(keras.layers.Layer):
             "kernel_size": self.kernel_size,
             "strides": self.strides,
             "padding": self.padding,
+            "fused": self.fused,
         }

@@ -2,7 +2,7 @@ import keras
 from keras import ops
 
 from keras_swiftformer.layers.numerics import l2_normalize
-from keras_swiftformer.layers.primitives import dense
+from keras_swiftformer.layers.primitives import apply, dense
 
 # How the per-token attention weights are normalised over the tokens. The two official
 # releases differ here and their checkpoints are not interchangeable.
@@ -42,11 +42,15 @@ class EfficientAdditiveAttention(keras.layers.Layer):
         attention_pooling: "normalize" (current official release) or "softmax_v1" (first
             release; its token weights are all ones, so `w_g` has no effect and receives no
             gradient, exactly as in that release; it is kept so its checkpoints load).
+        fused: part of an inference form: `final` also carries the encoder's layer scale (see
+            `SwiftFormerEncoder.fold_into`) and the projections are applied through their
+            `call` (see `primitives.apply`).
     """
 
-    def __init__(self, dim, attention_pooling="normalize", **kwargs):
+    def __init__(self, dim, attention_pooling="normalize", fused=False, **kwargs):
         super().__init__(**kwargs)
         self.dim = int(dim)
+        self.fused = bool(fused)
         self.attention_pooling = validate_attention_pooling(attention_pooling)
         self.scale_factor = self.dim**-0.5
         dtype = self.dtype_policy
@@ -96,8 +100,8 @@ class EfficientAdditiveAttention(keras.layers.Layer):
 
     def call(self, inputs):
         token_axes = tuple(range(1, len(inputs.shape) - 1))
-        query = l2_normalize(self.to_query(inputs), axis=-1)
-        key = l2_normalize(self.to_key(inputs), axis=-1)
+        query = l2_normalize(apply(self.to_query, inputs, self.fused), axis=-1)
+        key = l2_normalize(apply(self.to_key, inputs, self.fused), axis=-1)
         token_weights = self._pooling_weights(query)
         if token_weights is not None:
             global_query = ops.sum(token_weights * query, axis=token_axes, keepdims=True)
@@ -105,7 +109,8 @@ class EfficientAdditiveAttention(keras.layers.Layer):
             # softmax over a singleton axis is exactly 1 for every token.
             global_query = ops.sum(query, axis=token_axes, keepdims=True)
         # `global_query` broadcasts over the tokens: never materialised per token.
-        return self.final(self.proj(global_query * key) + query)
+        projected = apply(self.proj, global_query * key, self.fused)
+        return apply(self.final, projected + query, self.fused)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -115,4 +120,5 @@ class EfficientAdditiveAttention(keras.layers.Layer):
             **super().get_config(),
             "dim": self.dim,
             "attention_pooling": self.attention_pooling,
+            "fused": self.fused,
         }

@@ -69,6 +69,10 @@ def exact_gelu(x):
         return x * ops.sigmoid(_TANH_GELU_SCALE * inner)
     if _GELU_FORMULATION[-1] == "onnx":
         return ((1.0 + ops.erf(x / _SQRT_2)) * x) * 0.5
+    if keras.backend.backend() == "torch":
+        # PyTorch's own exact GELU, one kernel instead of five elementwise passes (6 ms of
+        # SwiftFormer-L1's 70 at batch 1); the TensorFlow lowering above stays for export.
+        return ops.gelu(x, approximate=False)
     return 0.5 * x * (1.0 + ops.erf(x * _INV_SQRT_2))
 
 

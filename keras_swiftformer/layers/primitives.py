@@ -9,6 +9,7 @@ Parity pitfalls handled here, once:
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 BATCH_NORM_EPSILON = 1e-5
@@ -26,28 +27,51 @@ def batch_norm(name, dtype=None):
     )
 
 
+def compiled_by_xla():
+    """Whether the code being traced is compiled by XLA: always on JAX; on TensorFlow inside
+    a `tf.function(jit_compile=True)` (`model.compile(jit_compile=True)`, XLA on a GPU by
+    default). Plain TensorFlow graphs, and so the TFLite and ONNX exports, are not."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    if backend != "tensorflow":
+        return False
+    import tensorflow as tf  # the TensorFlow backend is running: TensorFlow is there
+
+    # The test `tf.function` itself makes (it is not public): an XLA context on the graph
+    # being traced or on one of its outer graphs.
+    from tensorflow.python.ops import control_flow_util
+
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+
+
 @keras.saving.register_keras_serializable(package="keras_swiftformer")
 class Conv2D(keras.layers.Conv2D):
-    """Keras' Conv2D (same weights, same result); a 1x1 stride-1 convolution is computed as
-    one matrix product over the channels on the JAX and PyTorch backends, and on JAX some
-    strided convolutions as a product of patches (see `_patches_times_kernel`).
+    """Keras' Conv2D (same weights, same result); where XLA compiles (JAX, TensorFlow with
+    `jit_compile`) a 1x1 stride-1 convolution is one matrix product over the channels and some
+    strided convolutions a product of patches (see `_patches_times_kernel`); on PyTorch every
+    convolution runs without layout copies (`_torch_pointwise_conv`, `_torch_channels_last_conv`).
 
     On channels-last tensors a pointwise convolution is exactly `x @ W`. XLA:CPU runs it about
     twice as fast as a dot than as a convolution (0.41 vs 0.68 ms for 56x56x48 -> 192 on 2
-    cores, jax 0.10), and on PyTorch the matrix product needs none of the NHWC<->NCHW copies
-    Keras makes around every torch convolution. TensorFlow keeps its convolution, so TFLite
-    export still writes CONV_2D.
+    cores, jax 0.10). Plain TensorFlow graphs keep the native convolution, which is the fast
+    one there, so TFLite export still writes CONV_2D.
     """
 
     def call(self, inputs):
-        backend = keras.backend.backend()
-        if backend not in ("jax", "torch") or self.groups != 1 or self.data_format != "channels_last" \
+        backend, xla = keras.backend.backend(), compiled_by_xla()
+        if (backend != "torch" and not xla) or self.groups != 1 or self.data_format != "channels_last" \
                 or self.padding != "valid" or self.dilation_rate != (1, 1):
             return super().call(inputs)
         channels = self.kernel.shape[2]
-        if self.kernel_size == (1, 1) and self.strides == (1, 1):
+        pointwise = self.kernel_size == (1, 1) and self.strides == (1, 1)
+        if backend == "torch":
+            if pointwise:
+                return _torch_pointwise_conv(self, inputs)
+            return _torch_channels_last_conv(self, inputs, padding=0, groups=1)
+        if pointwise:
             outputs = ops.matmul(inputs, ops.reshape(self.kernel, (channels, self.filters)))
-        elif backend == "jax" and (channels <= 4 or channels >= 128):
+        elif channels <= 4 or channels >= 128:
             outputs = self._patches_times_kernel(inputs)
         else:
             return super().call(inputs)
@@ -73,6 +97,41 @@ class Conv2D(keras.layers.Conv2D):
         return ops.matmul(ops.concatenate(patches, axis=-1), kernel)
 
 
+def _torch_pointwise_conv(layer, inputs):
+    """A 1x1 convolution on the PyTorch backend as one `addmm` (bias included) over the
+    channels-last tensor, with no layout copy."""
+    import torch.nn.functional as functional  # the torch backend is running: torch is there
+
+    kernel = ops.convert_to_tensor(layer.kernel)
+    weight = kernel.reshape(kernel.shape[2], kernel.shape[3]).T
+    bias = ops.convert_to_tensor(layer.bias) if layer.use_bias else None
+    outputs = functional.linear(ops.convert_to_tensor(inputs), weight, bias)
+    return layer.activation(outputs) if layer.activation is not None else outputs
+
+
+def _torch_channels_last_conv(layer, inputs, padding, groups):
+    """`layer`'s convolution on the PyTorch backend with no layout copy.
+
+    Keras' torch convolution copies its NHWC input to NCHW and then back to channels-last
+    memory before every call, and the output once more (about a fifth of SwiftFormer's time at
+    batch 1). An NHWC tensor viewed as NCHW (a permute, no copy) is already in PyTorch's
+    `channels_last` memory format, which its oneDNN convolutions take and return as they are;
+    the output viewed back is again a plain NHWC tensor.
+    """
+    import torch.nn.functional as functional  # the torch backend is running: torch is there
+
+    # Keras kernels are (k_h, k_w, in / groups, out) for Conv2D and (k_h, k_w, in, 1) for a
+    # depthwise one; PyTorch wants (out, in / groups, k_h, k_w).
+    kernel = ops.convert_to_tensor(layer.kernel)
+    weight = kernel.permute(3, 2, 0, 1) if groups == 1 else kernel.permute(2, 3, 0, 1)
+    bias = ops.convert_to_tensor(layer.bias) if layer.use_bias else None
+    outputs = functional.conv2d(
+        ops.convert_to_tensor(inputs).permute(0, 3, 1, 2), weight, bias,
+        stride=layer.strides, padding=padding, groups=groups,
+    ).permute(0, 2, 3, 1)
+    return layer.activation(outputs) if layer.activation is not None else outputs
+
+
 def conv2d(filters, kernel_size, name, strides=1, padding="valid", dtype=None):
     return Conv2D(
         filters,
@@ -88,22 +147,27 @@ def conv2d(filters, kernel_size, name, strides=1, padding="valid", dtype=None):
 
 @keras.saving.register_keras_serializable(package="keras_swiftformer")
 class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
-    """Keras' depthwise convolution (same weights, same result), computed on the JAX backend
-    as a sum of k*k shifted, per-channel-scaled copies of the input.
+    """Keras' depthwise convolution (same weights, same result), computed where XLA compiles
+    (see `compiled_by_xla`) as a sum of k*k shifted, per-channel-scaled copies of the input,
+    and on PyTorch without layout copies (see `_torch_channels_last_conv`).
 
     XLA:CPU lowers a grouped convolution with one channel per group to a generic loop: on 2
     cores a 3x3 depthwise convolution over 56x56x48 takes 3.7 ms, against 0.23 ms for the
-    shifted sum, which XLA fuses into one pass (measured with jax 0.10). On TensorFlow (and
-    in TFLite export, which needs DEPTHWISE_CONV_2D) and PyTorch the native kernels are the
-    fast ones, so they stay. Only stride 1, "same" padding and an odd kernel take this path.
+    shifted sum, which XLA fuses into one pass (measured with jax 0.10). In plain TensorFlow
+    graphs (and in TFLite export, which needs DEPTHWISE_CONV_2D) the native kernel is the fast
+    one, so it stays. Only stride 1, "same" padding and an odd kernel take this path.
     """
 
     def call(self, inputs):
-        if keras.backend.backend() != "jax" or self.strides != (1, 1) or self.padding != "same" \
+        if (keras.backend.backend() != "torch" and not compiled_by_xla()) or self.strides != (1, 1) \
+                or self.padding != "same" \
                 or self.dilation_rate != (1, 1) or self.depth_multiplier != 1 \
                 or self.data_format != "channels_last" or self.kernel_size[0] % 2 == 0 \
                 or self.kernel_size[1] % 2 == 0:
             return super().call(inputs)
+        if keras.backend.backend() == "torch":
+            padding = (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
+            return _torch_channels_last_conv(self, inputs, padding=padding, groups=inputs.shape[-1])
         k_h, k_w = self.kernel_size
         padded = ops.pad(inputs, ((0, 0), (k_h // 2, k_h // 2), (k_w // 2, k_w // 2), (0, 0)))
         height, width = ops.shape(inputs)[1], ops.shape(inputs)[2]
@@ -143,10 +207,55 @@ def dense(units, name, dtype=None):
     )
 
 
+def batch_norm_affine(layer):
+    """`(scale, shift)` with `layer(x) == x * scale + shift` at inference, in float64 (what
+    folding a BatchNorm into its neighbour multiplies and adds)."""
+    gamma = _numpy(layer.gamma) if layer.scale else 1.0
+    beta = _numpy(layer.beta) if layer.center else 0.0
+    scale = gamma / np.sqrt(_numpy(layer.moving_variance) + layer.epsilon)
+    return scale, beta - _numpy(layer.moving_mean) * scale
+
+
+def _numpy(variable):
+    return np.asarray(ops.convert_to_numpy(variable), "float64")
+
+
+def assign_folded(layer, kernel, bias):
+    """Sets a folded convolution or dense layer's kernel and bias (computed in float64)."""
+    layer.kernel.assign(np.asarray(kernel, layer.kernel.dtype))
+    layer.bias.assign(np.asarray(bias, layer.bias.dtype))
+
+
+def fold_batch_norm(conv, norm, target):
+    """Sets `target` (a convolution like `conv`) to compute `norm(conv(x))` at inference: one
+    convolution with kernel `k * s` and bias `b * s + t`."""
+    scale, shift = batch_norm_affine(norm)
+    kernel, bias = kernel_and_bias(conv)
+    assign_folded(target, kernel * scale, bias * scale + shift)
+
+
+def kernel_and_bias(layer):
+    """A convolution or dense layer's kernel and bias as float64 arrays."""
+    return _numpy(layer.kernel), _numpy(layer.bias)
+
+
+def apply(layer, inputs, fused):
+    """`layer(inputs)`, or in an inference form (`fused`) `layer.call(inputs)`.
+
+    Keras' `__call__` bookkeeping (input conversion, autocast and name scopes, masks) costs
+    about 0.2 ms a layer on the PyTorch backend, more than the arithmetic of most of
+    SwiftFormer's layers at batch 1. An inference form's sublayers are built, float and
+    maskless, so their `call` computes the same thing without it.
+    """
+    return layer.call(inputs) if fused else layer(inputs)
+
+
 def build_chain(layers, input_shape):
     """Builds `layers` one after another, feeding each the previous one's output shape."""
     shape = input_shape
     for layer in layers:
+        if layer is None:  # a sublayer folded away (`fused=True`)
+            continue
         layer.build(shape)
         shape = layer.compute_output_shape(shape)
     return shape

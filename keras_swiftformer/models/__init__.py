@@ -1,4 +1,5 @@
 from keras_swiftformer.models.backbone import PYRAMID_LEVELS, SwiftFormerBackbone
+from keras_swiftformer.models.inference import inference_model
 from keras_swiftformer.models.segmenter import SwiftFormerSegmenter
 from keras_swiftformer.models.swiftformer import (
     SwiftFormer,
@@ -25,6 +26,7 @@ __all__ = [
     "build_variant",
     "find_variant",
     "get_variant",
+    "inference_model",
     "stage_feature_model",
     "stage_output_layers",
 ]

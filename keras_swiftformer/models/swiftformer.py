@@ -73,6 +73,32 @@ def drop_path_rates(depths, drop_path_rate):
     return rates
 
 
+def stages(inputs, depths, widths, mlp_ratio=4.0, attention_pooling="normalize", drop_path_rate=0.0,
+           layer_scale_init_value=1e-5, fused=False):
+    """The stem and the four stages applied to `inputs` (up to the final BatchNorm); with
+    `fused`, their inference form (see `keras_swiftformer.models.inference`)."""
+    x = Stem(widths[0], fused=fused, name="patch_embed")(inputs)
+    rates = drop_path_rates(depths, drop_path_rate)
+    for stage, (depth, width) in enumerate(zip(depths, widths)):
+        if stage > 0:
+            x = DownsampleEmbedding(width, fused=fused, name=f"downsample{stage}")(x)
+        for block in range(depth - 1):
+            x = ConvEncoder(
+                width, int(width * mlp_ratio), layer_scale_init_value=1.0, fused=fused,
+                name=f"stage{stage}_block{block}",
+            )(x)
+        x = SwiftFormerEncoder(
+            width,
+            mlp_ratio=mlp_ratio,
+            layer_scale_init_value=layer_scale_init_value,
+            drop_path_rate=rates[stage][depth - 1],
+            attention_pooling=attention_pooling,
+            fused=fused,
+            name=f"stage{stage}_block{depth - 1}",
+        )(x)
+    return x
+
+
 def SwiftFormer(
     depths,
     widths,
@@ -147,24 +173,7 @@ def SwiftFormer(
     validate_attention_pooling(attention_pooling)
 
     inputs = _model_input(input_tensor, input_shape)
-    x = Stem(widths[0], name="patch_embed")(inputs)
-    rates = drop_path_rates(depths, drop_path_rate)
-    for stage, (depth, width) in enumerate(zip(depths, widths)):
-        if stage > 0:
-            x = DownsampleEmbedding(width, name=f"downsample{stage}")(x)
-        for block in range(depth - 1):
-            x = ConvEncoder(
-                width, int(width * mlp_ratio), layer_scale_init_value=1.0,
-                name=f"stage{stage}_block{block}",
-            )(x)
-        x = SwiftFormerEncoder(
-            width,
-            mlp_ratio=mlp_ratio,
-            layer_scale_init_value=layer_scale_init_value,
-            drop_path_rate=rates[stage][depth - 1],
-            attention_pooling=attention_pooling,
-            name=f"stage{stage}_block{depth - 1}",
-        )(x)
+    x = stages(inputs, depths, widths, mlp_ratio, attention_pooling, drop_path_rate, layer_scale_init_value)
     x = batch_norm("norm")(x)
 
     if include_top:

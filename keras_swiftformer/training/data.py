@@ -15,6 +15,8 @@ import numpy as np
 
 from keras_swiftformer.optional import require
 from keras_swiftformer.preprocessing import IMAGE_SUFFIXES, IMAGENET_MEAN, IMAGENET_STD, resize_size
+from keras_swiftformer.training import augment
+from keras_swiftformer.training.augment import scale_and_shift_channels
 
 # What tf.io.decode_image, the pipeline's decoder, reads (by Pillow's name for the format, and
 # the library's image suffixes less TIFF's).
@@ -284,7 +286,6 @@ def decode_random_resized_crop(contents, image_size, seed):
 def normalize(image):
     """(image - mean) / std, per channel, of one image or a batch in [0, 255]."""
     tf = require_tensorflow()
-    from keras_swiftformer.training.augment import scale_and_shift_channels  # imports TensorFlow
 
     mean = np.array(IMAGENET_MEAN, "float32") * 255.0
     std = np.array(IMAGENET_STD, "float32") * 255.0
@@ -360,7 +361,6 @@ def _batch_augmenter(augmentation):
     MixUp/CutMix on a batch, in timm's order (erasing acts on normalised images, mixing comes
     last), every draw from the stateless `batch_seed`."""
     tf = require_tensorflow()
-    from keras_swiftformer.training import augment  # imports TensorFlow
 
     mixing = augmentation.mixup > 0 or augmentation.cutmix > 0
 

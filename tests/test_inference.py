@@ -1,0 +1,97 @@
+"""The inference form (`inference_model`): BatchNorm, layer scales and the two heads folded into
+the weights give the model's own outputs on every backend, serialise, and refuse models they
+cannot fold. Parity with the PyTorch reference for every variant is in test_parity_torch."""
+
+import keras
+import numpy as np
+import pytest
+from helpers import BACKEND, RELEASES, random_images, randomise_weights, tiny_model, to_numpy
+
+from keras_swiftformer import inference_model
+from keras_swiftformer.layers import ConvEncoder, LayerScale, SwiftFormerEncoder
+
+IMAGES = random_images((2, 64, 96, 3), seed=3)
+
+
+def _close(model, folded, images=IMAGES):
+    expected, actual = to_numpy(model(images, training=False)), to_numpy(folded(images))
+    assert actual.shape == expected.shape
+    scale = max(1.0, float(np.abs(expected).max()))
+    assert float(np.abs(actual - expected).max()) <= 1e-5 * scale, float(np.abs(actual - expected).max())
+
+
+@pytest.mark.parametrize("release", RELEASES)
+@pytest.mark.parametrize("distillation", [True, False])
+def test_folded_classifier_gives_the_same_logits(release, distillation):
+    model = randomise_weights(tiny_model(attention_pooling=release, distillation=distillation), seed=1)
+    folded = inference_model(model)
+    _close(model, folded)
+    # Nothing left to fold: no BatchNorm, no layer scale, one head.
+    layers = list(folded._flatten_layers())
+    assert not [layer for layer in layers if isinstance(layer, (keras.layers.BatchNormalization, LayerScale))]
+    assert [layer.name for layer in folded.layers if layer.name.endswith("head")] == ["head"]
+    assert len(folded.weights) < len(model.weights)
+    assert folded.name == model.name
+    # The copy is independent of the model it came from.
+    model.get_layer("head").bias.assign(np.ones(10, "float32") * 100)
+    assert float(np.abs(to_numpy(folded(IMAGES))).max()) < 50
+
+
+@pytest.mark.parametrize("pooling", [None, "avg", "max"])
+def test_folded_feature_extractor_gives_the_same_features(pooling):
+    model = randomise_weights(tiny_model(include_top=False, pooling=pooling), seed=2)
+    _close(model, inference_model(model))
+
+
+def test_folded_softmax_classifier_at_a_fixed_size():
+    model = randomise_weights(tiny_model(classifier_activation="softmax", input_shape=(64, 96, 3)), seed=4)
+    folded = inference_model(model)
+    assert tuple(folded.inputs[0].shape) == (None, 64, 96, 3)
+    _close(model, folded)
+    np.testing.assert_allclose(to_numpy(folded(IMAGES)).sum(axis=-1), 1.0, rtol=1e-5)
+
+
+def test_every_block_folds_its_batch_norm_and_layer_scale():
+    """Each block's own `fold_into`, with statistics far from the defaults."""
+    x = random_images((2, 8, 8, 16), seed=5)
+    for block in (ConvEncoder(16, 64, name="block"), SwiftFormerEncoder(16, name="block")):
+        block(x)
+        for variable in block.weights:
+            variable.assign(np.random.RandomState(6).uniform(0.3, 1.7, tuple(variable.shape)).astype("float32"))
+        fused = type(block).from_config({**block.get_config(), "fused": True})
+        fused(x)
+        block.fold_into(fused)
+        expected, actual = to_numpy(block(x, training=False)), to_numpy(fused(x))
+        assert float(np.abs(actual - expected).max()) <= 1e-5 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_folded_model_saves_and_loads(tmp_path):
+    folded = inference_model(randomise_weights(tiny_model(), seed=7))
+    path = str(tmp_path / "folded.keras")
+    folded.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(to_numpy(loaded(IMAGES)), to_numpy(folded(IMAGES)), rtol=1e-6, atol=1e-6)
+    assert inference_model(loaded) is loaded  # already folded
+
+
+def test_refuses_what_it_cannot_fold():
+    with pytest.raises(TypeError, match="Keras model"):
+        inference_model("swiftformer.keras")
+    inputs = keras.Input((32, 32, 3))
+    with pytest.raises(ValueError, match="not one"):
+        inference_model(keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs)))
+    backbone = tiny_model(include_top=False, pooling="avg")
+    wrapped = keras.Model(backbone.inputs, keras.layers.Dense(3, name="my_head")(backbone.output))
+    with pytest.raises(ValueError, match="my_head"):
+        inference_model(wrapped)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="XLA inside TensorFlow: the TensorFlow backend")
+def test_xla_paths_give_the_plain_graph_result():
+    """Under `jit_compile` the convolutions take the XLA-friendly forms (`compiled_by_xla`)."""
+    import tensorflow as tf
+
+    model = randomise_weights(tiny_model(), seed=8)
+    plain = tf.function(lambda t: model(t, training=False))(IMAGES)
+    xla = tf.function(lambda t: model(t, training=False), jit_compile=True)(IMAGES)
+    np.testing.assert_allclose(xla.numpy(), plain.numpy(), rtol=1e-5, atol=1e-5)
