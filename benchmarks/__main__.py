@@ -21,11 +21,13 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 
+from benchmarks.measure import THREAD_VARIABLES
 from benchmarks.report import write_report
 from keras_swiftformer.cli import HelpFormatter
 from keras_swiftformer.variants import get_variant
@@ -103,34 +105,142 @@ def cache_key():
     return digest.hexdigest()[:16]
 
 
+def _environment(job, backend):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TF_CPP_MIN_LOG_LEVEL="3",
+               # Compiled kernels are kept with the exported files, under the same key.
+               TORCHINDUCTOR_CACHE_DIR=os.path.join(job["cache"], "inductor"),
+               JAX_COMPILATION_CACHE_DIR=os.path.join(job["cache"], "jax"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               # Inductor's pool of compile workers outlives the compilation and slows every
+               # other process on the cores (torch eager 29 -> 41 ms beside it): compile in
+               # the process itself.
+               TORCHINDUCTOR_COMPILE_THREADS="1",
+               **{name: str(job["threads"]) for name in THREAD_VARIABLES})
+    # A PyTorch job's process imports Keras only through the library's helpers: on the torch
+    # backend that adds no second framework to it.
+    env["KERAS_BACKEND"] = backend or "torch"
+    return env
+
+
+def _pinned(threads):
+    """For `preexec_fn`: the child starts on its `threads` cores, so every thread pool it
+    creates (NumPy's OpenBLAS at import included) stays on them."""
+    cores = sorted(os.sched_getaffinity(0))[:threads]
+    return lambda: os.sched_setaffinity(0, cores)
+
+
+def _name(job):
+    return f"{job['runtime']} ({job['threads']} thread{'s' if job['threads'] > 1 else ''})"
+
+
+def _error_row(job, text):
+    return {"runtime": job["runtime"], "threads": job["threads"], "error": text[-2000:] or "the process failed"}
+
+
 def run_job(job, backend=None, log=print):
     """Runs one job in a fresh process and returns its rows (an error row if it failed)."""
     with tempfile.TemporaryDirectory(prefix="swiftformer-bench-") as workspace:
         job_path, result_path = os.path.join(workspace, "job.json"), os.path.join(workspace, "result.json")
         with open(job_path, "w") as file:
             json.dump(job, file)
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                   TF_CPP_MIN_LOG_LEVEL="3",
-                   # Compiled kernels are kept with the exported files, under the same key.
-                   TORCHINDUCTOR_CACHE_DIR=os.path.join(job["cache"], "inductor"))
-        # A PyTorch job's process imports Keras only through the library's helpers: on the
-        # torch backend that adds no second framework to it.
-        env["KERAS_BACKEND"] = backend or "torch"
         start = time.time()
         process = subprocess.run([sys.executable, "-m", "benchmarks.workers", job_path, result_path],
-                                 env=env, capture_output=True, text=True, cwd=ROOT)
-        name = f"{job['runtime']} ({job['threads']} thread{'s' if job['threads'] > 1 else ''})"
+                                 env=_environment(job, backend), capture_output=True, text=True, cwd=ROOT,
+                                 preexec_fn=_pinned(job["threads"]))
         if process.returncode != 0 or not os.path.exists(result_path):
             last = process.stderr.strip().splitlines()[-1] if process.stderr.strip() else process.returncode
-            log(f"  {name}: FAILED ({last})")
-            return [{"runtime": job["runtime"], "threads": job["threads"], "error": process.stderr[-2000:]}]
+            log(f"  {_name(job)}: FAILED ({last})")
+            return [_error_row(job, process.stderr)]
         with open(result_path) as file:
             rows = json.load(file)
-        log(f"  {name}: {len(rows)} measurements in {time.time() - start:.0f} s")
-        for row in rows:
-            if isinstance(row, dict):
-                row.setdefault("job_s", time.time() - start)
+        log(f"  {_name(job)}: {len(rows)} measurements in {time.time() - start:.0f} s")
         return rows
+
+
+class RuntimeProcess:
+    """One runtime's process, kept for every round (`benchmarks.workers.serve`): it compiles
+    (or exports, or loads) its cases once, then measures them when asked, while the other
+    runtimes' processes wait idle."""
+
+    def __init__(self, job, backend):
+        self.job = job
+        self.workspace = tempfile.TemporaryDirectory(prefix="swiftformer-bench-")
+        job_path = os.path.join(self.workspace.name, "job.json")
+        with open(job_path, "w") as file:
+            json.dump(job, file)
+        self.stderr = open(os.path.join(self.workspace.name, "stderr.txt"), "w+")
+        start = time.time()
+        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.workers", job_path],
+                                        env=_environment(job, backend), cwd=ROOT, text=True,
+                                        preexec_fn=_pinned(job["threads"]),
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
+        self.error = None if self._answer("READY") is not None else self._failure()
+        print(f"  {_name(job)}: " + (f"ready in {time.time() - start:.0f} s" if not self.error else "FAILED"))
+        self._pause()
+
+    # A waiting runtime is stopped (SIGSTOP), not just idle: its thread pools' spinning and
+    # housekeeping would otherwise share the cores with the one being measured (torch eager
+    # measured 29 ms alone, 40-50 ms beside idle XLA and torch.compile processes).
+    def _pause(self):
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def _resume(self):
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+
+    def _answer(self, prefix):
+        for line in self.process.stdout:
+            if line.startswith(prefix):
+                return line[len(prefix):]
+        return None
+
+    def _failure(self):
+        self.stderr.seek(0)
+        return self.stderr.read()
+
+    def measure(self, round_index):
+        if self.error:
+            return [_error_row(self.job, self.error)]
+        self._resume()
+        try:
+            self.process.stdin.write(f"measure {round_index}\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass
+        answer = self._answer("ROWS ")
+        self._pause()
+        if answer is None:
+            self.error = self._failure()
+            return [_error_row(self.job, self.error)]
+        return json.loads(answer)
+
+    def close(self):
+        self._resume()
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.write("quit\n")
+                self.process.stdin.close()
+            except BrokenPipeError:
+                pass
+            self.process.wait(timeout=60)
+        self.stderr.close()
+        self.workspace.cleanup()
+
+
+def idle_load(seconds=1.0):
+    """The share of this machine's CPU time spent busy over `seconds`, measured while every
+    runtime's process waits: what the measurements share the cores with."""
+    def counters():
+        with open("/proc/stat") as file:
+            fields = [int(v) for v in file.readline().split()[1:]]
+        return sum(fields[:3]) + sum(fields[5:8]), sum(fields)
+
+    busy, total = counters()
+    time.sleep(seconds)
+    busy_after, total_after = counters()
+    return (busy_after - busy) / max(1, total_after - total)
 
 
 def machine():
@@ -252,28 +362,55 @@ def main(argv=None):
                            backend="tensorflow")
         files.update(exported[0] if exported and "error" not in exported[0] else {})
 
-    def inference_job(runtime, threads, batches, round_index):
+    def inference_job(runtime, threads, batches):
         worker, backend = RUNTIMES[runtime]
         job = {**common, "threads": threads, "worker": worker, "runtime": runtime, "variants": variants,
                "sizes": [args.image_size], "batch_sizes": [1] if worker == "files" else batches,
-               "timing": timing, "files": files, "kind": FILE_KINDS.get(runtime), "round": round_index}
-        if worker == "files" and not all(f"{v}/{FILE_KINDS[runtime]}" in files for v in variants):
-            return [{"runtime": runtime, "threads": threads, "error": "export failed (see the export job's error)"}]
-        return run_job(job, backend)
+               "timing": timing, "files": files, "kind": FILE_KINDS.get(runtime)}
+        return job, backend
 
-    results = []
-    for round_index in range(args.rounds):
-        print(f"round {round_index + 1} of {args.rounds} ({(time.time() - started) / 60:.1f} min so far)")
-        for runtime in runtimes:
-            results += inference_job(runtime, args.threads, batch_sizes, round_index)
-        if args.threads > 1:
-            for runtime in lists["one_thread"]:
-                results += inference_job(runtime, 1, [1], round_index)
+    # Every runtime's process first compiles its cases (one after another, each alone on the
+    # cores), then the rounds interleave: round 1 measures every runtime, then round 2...
+    # The 1-thread rows are one fresh process per round (their runtimes start in seconds).
+    print(f"preparing every runtime ({(time.time() - started) / 60:.1f} min so far)")
+    processes = []
+    for runtime in runtimes:
+        job, backend = inference_job(runtime, args.threads, batch_sizes)
+        if job["worker"] == "files" and not all(f"{v}/{FILE_KINDS[runtime]}" in files for v in variants):
+            processes.append(None)
+            continue
+        processes.append(RuntimeProcess(job, backend))
+    results, idle_loads = [], []
+    try:
+        for round_index in range(args.rounds):
+            print(f"round {round_index + 1} of {args.rounds} ({(time.time() - started) / 60:.1f} min so far)")
+            # Each round starts at another runtime: whatever the first slot costs (the
+            # machine waking up) falls on a different runtime each time.
+            shift = round_index % len(runtimes)
+            order = list(zip(runtimes, processes))
+            for runtime, process in order[shift:] + order[:shift]:
+                if process is None:
+                    results.append({"runtime": runtime, "threads": args.threads,
+                                    "error": "export failed (see the export job's error)"})
+                    continue
+                results += process.measure(round_index)
+            if args.threads > 1:
+                for runtime in lists["one_thread"]:
+                    job, backend = inference_job(runtime, 1, [1])
+                    results += run_job({**job, "round": round_index}, backend, log=lambda *_: None)
+            idle_loads.append(idle_load())
+            print(f"  the cores were {100 * idle_loads[-1]:.0f}% busy with every runtime stopped")
+    finally:
+        for process in processes:
+            if process is not None:
+                process.close()
 
     training = []
     if lists["training"]:
         print(f"training step, batch {args.training_batch} ({(time.time() - started) / 60:.1f} min so far)")
-        train_timing = {"warmup": 2, "min_repeats": 3, "max_repeats": 5, "budget_s": 0.0}
+        # One warm-up step compiles (JAX, torch.compile) and fills the optimizer's state; a step
+        # takes seconds at batch 32 here, so three timed steps.
+        train_timing = {"warmup": 1, "min_repeats": 3, "max_repeats": 3, "budget_s": 0.0}
         for runtime in lists["training"]:
             backend = runtime.split("-")[1] if runtime.startswith("keras-") else None
             training += run_job({**common, "worker": "training", "runtime": runtime,
@@ -311,7 +448,8 @@ def main(argv=None):
                            "threads": args.threads, "rounds": args.rounds, "budget_s": args.budget,
                            "runtimes": runtimes, "one_thread_runtimes": lists["one_thread"] if args.threads > 1 else [],
                            "sweep_sizes": sweep_sizes, "sweep_variant": args.sweep_model,
-                           "training_batch": args.training_batch, "cache_key": os.path.basename(cache)},
+                           "training_batch": args.training_batch, "cache_key": os.path.basename(cache),
+                           "idle_load_before_rounds": idle_loads},
               "macs": [m for m in macs if "gmacs" in m], "sgemm": [s for s in sgemm if "sgemm_gflops" in s],
               "results": results, "training": training, "sweep": sweep, "wall_s": time.time() - started}
     paths = write_report(report, args.output)

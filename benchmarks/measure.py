@@ -6,13 +6,17 @@ import time
 
 import numpy as np
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
 
 def pin_threads(threads):
     """Every runtime gets the same cores: the process is pinned to `threads` CPUs (the
-    runtimes' own thread settings are set to the same number by each worker)."""
+    runtimes' own thread settings are set to the same number by each worker). The benchmark
+    starts its workers already pinned (`benchmarks.__main__`); this is for a script that pins
+    itself, before it creates any thread pool."""
     available = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, available[:threads])
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
 
 
@@ -34,16 +38,21 @@ def reset_peak_memory():
         return False
 
 
-def time_call(function, warmup=2, min_repeats=5, max_repeats=50, budget_s=1.0):
+def time_call(function, warmup=2, min_repeats=5, max_repeats=50, budget_s=1.0, warmup_s=0.5):
     """Median latency (ms) and spread of `function()` after warm-up, plus peak memory.
 
-    Runs at least `min_repeats` and at most `max_repeats` times, stopping once `budget_s`
-    seconds of measurement are spent. `activation_mb`: how far the resident set rose above
+    Warms up with at least `warmup` calls and `warmup_s` seconds (a process that waited
+    while the others ran needs its pages and thread pools back), then runs at least
+    `min_repeats` and at most `max_repeats` times, stopping once `budget_s` seconds of
+    measurement are spent. `activation_mb`: how far the resident set rose above
     its level just before the timed runs (the memory one call needs beyond the weights, which
     are resident by then); `peak_rss_mb`: the whole process's peak, runtime included.
     """
-    for _ in range(warmup):
+    start = time.perf_counter()
+    calls = 0
+    while calls < warmup or time.perf_counter() - start < warmup_s:
         function()
+        calls += 1
     baseline = _status("VmRSS")
     resettable = reset_peak_memory()
     times = []

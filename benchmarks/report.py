@@ -200,6 +200,36 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
+def summary(report):
+    """The README's view: latency per runtime (columns) for each variant and batch (rows),
+    median over rounds with the range, then the training step, the pipeline and the targets.
+    results.md has every row with its ratios, GFLOP/s and memory."""
+    settings, machine = report["settings"], report["machine"]
+    table = per_round(report["results"])
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
+    lines = [f"Measured {machine['date']} on {machine['cpu']} ({machine['cores_visible']} cores), Python "
+             f"{machine['python']}; {versions}. {settings['rounds']} interleaved rounds; whole run "
+             f"{report['wall_s'] / 60:.1f} min."]
+    for threads in sorted({k[4] for k in table}, reverse=True):
+        runtimes = [r for r in LABELS if any(k[0] == r and k[4] == threads for k in table)]
+        lines += ["", f"Latency in ms, {threads} thread{'s' if threads > 1 else ''} (median over rounds, range "
+                  "over rounds in brackets; exported files at batch 1):", "",
+                  "| variant | batch | " + " | ".join(LABELS[r] for r in runtimes) + " |",
+                  "|---|---|" + "---|" * len(runtimes)]
+        for variant in settings["variants"]:
+            for batch in settings["batch_sizes"]:
+                cells = []
+                for runtime in runtimes:
+                    rounds = table.get((runtime, variant, batch, settings["size"], threads))
+                    cells.append(f"{_median(list(rounds.values())):.1f} ({min(rounds.values()):.1f}-"
+                                 f"{max(rounds.values()):.1f})" if rounds else "-")
+                if any(c != "-" for c in cells):
+                    lines.append(f"| {variant} | {batch} | " + " | ".join(cells) + " |")
+    lines += _training_lines(report)
+    lines += _target_lines(report)
+    return "\n".join(lines) + "\n"
+
+
 def _training_lines(report):
     steps = [r for r in report.get("training", []) if r.get("task") == "training" and "median_ms" in r]
     pipelines = [r for r in report.get("training", []) if r.get("runtime") == "input-pipeline" and "images_per_s" in r]
@@ -207,7 +237,7 @@ def _training_lines(report):
     if steps:
         batch = steps[0]["batch"]
         lines += ["", f"Training step at batch {batch}, {steps[0]['size']}x{steps[0]['size']} (forward, backward, AdamW "
-                  "update; median of the timed steps after two warm-up steps, with the interquartile range):", "",
+                  "update; median of three timed steps after a warm-up step, with the interquartile range):", "",
                   "| variant | runtime | step (ms) | IQR (ms) | images/s | vs torch eager | vs torch.compile |",
                   "|---|---|---|---|---|---|---|"]
         index = {(r["runtime"], r["variant"]): r for r in steps}
@@ -334,8 +364,10 @@ def plots(report, directory):
 def write_report(report, directory):
     os.makedirs(directory, exist_ok=True)
     report = {**report, "targets": target_ratios(report)}
-    paths = {"json": os.path.join(directory, "results.json"), "markdown": os.path.join(directory, "results.md")}
+    paths = {"json": os.path.join(directory, "results.json"), "markdown": os.path.join(directory, "results.md"),
+             "summary": os.path.join(directory, "summary.md")}
     write_text(paths["json"], json.dumps(report, indent=1))
     write_text(paths["markdown"], markdown(report))
+    write_text(paths["summary"], summary(report))
     paths.update(plots(report, directory))
     return paths

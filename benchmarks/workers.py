@@ -8,6 +8,7 @@ variant, batch, image size, threads, median and quartile latency (ms), memory.
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -63,31 +64,29 @@ def _torch_runner(model, x, job):
     return lambda: model(x)
 
 
-def run_torch(job):
+def prepare_torch(job):
+    """The cases of a PyTorch job: (variant, batch, size, runner, extra) for each, compiled
+    or exported on creation (see `measure_cases`)."""
     import torch
 
     from conversion.official_model import official_swiftformer
 
     torch.set_num_threads(job["threads"])
     attention = "mhsa" if job["runtime"].endswith("mhsa") else "additive"
-    rows = []
     for variant in job["variants"]:
         model = official_swiftformer(variant, attention)
         weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
         for size in job["sizes"]:
             for batch in job["batch_sizes"]:
-                if rows and job.get("max_ms") and rows[-1].get("median_ms", 0) > job["max_ms"]:
-                    # Quadratic cost: the next size would take minutes per run; say so instead.
-                    _emit(rows, {"runtime": job["runtime"], "variant": variant, "batch": batch, "size": size,
-                                 "threads": job["threads"], "round": job.get("round", 0),
-                                 "skipped": f"the previous size already took over {job['max_ms'] / 1000:.0f} s"})
-                    continue
                 x = torch.from_numpy(_images(batch, size, "nchw"))
                 with torch.inference_mode():
                     runner = _torch_runner(model, x, job)
-                    timing = time_call(runner, **job["timing"])
-                _emit(rows, _row(job, variant, batch, size, timing, weights_mb=weights_mb))
-    return rows
+
+                def call(runner=runner):
+                    with torch.inference_mode():
+                        return runner()
+
+                yield variant, batch, size, call, {"weights_mb": weights_mb}
 
 
 def count_macs(job):
@@ -186,7 +185,7 @@ def _keras_runner(model, x, runtime):
     return run
 
 
-def run_keras(job):
+def prepare_keras(job):
     import keras
 
     if keras.backend.backend() == "tensorflow":
@@ -198,15 +197,13 @@ def run_keras(job):
         import torch
 
         torch.set_num_threads(job["threads"])
-    rows = []
     for variant in job["variants"]:
         model = _keras_model(variant)
         weights_mb = sum(int(np.prod(v.shape)) * 4 for v in model.weights) / 2**20
         for size in job["sizes"]:
             for batch in job["batch_sizes"]:
-                runner = _keras_runner(model, _images(batch, size), job["runtime"])
-                _emit(rows, _row(job, variant, batch, size, time_call(runner, **job["timing"]), weights_mb=weights_mb))
-    return rows
+                yield variant, batch, size, _keras_runner(model, _images(batch, size), job["runtime"]), \
+                    {"weights_mb": weights_mb}
 
 
 # ------------------------------------------------------------------ our exported files
@@ -240,15 +237,59 @@ def export_files(job):
     return [written]
 
 
-def run_files(job):
-    rows = []
+def prepare_files(job):
     for variant in job["variants"]:
         path = job["files"][f"{variant}/{job['kind']}"]
         for size in job["sizes"]:
-            runner = _file_call(path, _images(1, size), job["threads"])
-            _emit(rows, _row(job, variant, 1, size, time_call(runner, **job["timing"]),
-                             weights_mb=os.path.getsize(path) / 2**20))
+            yield variant, 1, size, _file_call(path, _images(1, size), job["threads"]), \
+                {"weights_mb": os.path.getsize(path) / 2**20}
+
+
+# ------------------------------------------------------------------ measuring prepared cases
+
+PREPARERS = {"torch": prepare_torch, "keras": prepare_keras, "files": prepare_files}
+
+
+def prepare(job):
+    """Every case of an inference job, each warmed up once (which compiles the jit runtimes)."""
+    cases = []
+    for variant, batch, size, runner, extra in PREPARERS[job["worker"]](job):
+        if job.get("max_ms") and cases and cases[-1][4].get("first_ms", 0) > job["max_ms"]:
+            # Quadratic cost (self-attention in the sweep): the next size would take minutes
+            # per run; say so instead.
+            cases.append((variant, batch, size, None, {"skipped": f"the previous size already took over "
+                                                                   f"{job['max_ms'] / 1000:.0f} s"}))
+            continue
+        begin = time.perf_counter()
+        runner()
+        cases.append((variant, batch, size, runner, {**extra, "first_ms": (time.perf_counter() - begin) * 1000}))
+    return cases
+
+
+def measure_cases(job, cases, round_index=0):
+    """One timed measurement of every prepared case: the rows of one round."""
+    rows = []
+    for variant, batch, size, runner, extra in cases:
+        if runner is None:
+            _emit(rows, {**_row(job, variant, batch, size, {}), **extra, "round": round_index})
+            continue
+        timing = time_call(runner, **job["timing"])
+        _emit(rows, {**_row(job, variant, batch, size, timing, **extra), "round": round_index})
     return rows
+
+
+def serve(job):
+    """A runtime's process kept for every round: prepares (compiles) its cases once, prints
+    READY, then measures them each time a line `measure ROUND` arrives, answering with one
+    JSON line of rows, until `quit`. The parent runs one such process at a time."""
+    cases = prepare(job)
+    print("READY", flush=True)
+    for line in sys.stdin:
+        command = line.split()
+        if not command or command[0] == "quit":
+            break
+        rows = measure_cases(job, cases, int(command[1]))
+        print("ROWS " + json.dumps(rows), flush=True)
 
 
 # ------------------------------------------------------------------ training
@@ -355,14 +396,21 @@ def run_pipeline(job):
     return run_input_pipeline(job)
 
 
-RUNNERS = {"macs": count_macs, "sgemm": measure_sgemm, "torch": run_torch, "keras": run_keras,
-           "export": export_files, "files": run_files, "training": run_training_step, "pipeline": run_pipeline}
+def run_inference(job):
+    return measure_cases(job, prepare(job), job.get("round", 0))
 
 
-def main(job_path, result_path):
+RUNNERS = {"macs": count_macs, "sgemm": measure_sgemm, "torch": run_inference, "keras": run_inference,
+           "export": export_files, "files": run_inference, "training": run_training_step, "pipeline": run_pipeline}
+
+
+def main(job_path, result_path=None):
     with open(job_path) as file:
         job = json.load(file)
     pin_threads(job["threads"])
+    if result_path is None:
+        serve(job)
+        return
     rows = RUNNERS[job["worker"]](job)
     # Read by the parent only after this process has exited successfully.
     with open(result_path, "w") as file:
@@ -370,4 +418,4 @@ def main(job_path, result_path):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:3])  # JOB.json RESULT.json: run once; JOB.json alone: serve rounds

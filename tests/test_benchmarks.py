@@ -9,7 +9,8 @@ import sys
 import pytest
 from helpers import ROOT, optional
 
-from benchmarks.__main__ import RUNTIMES, _parser
+from benchmarks.__main__ import DEFAULT_RUNTIMES, _parser, cache_key
+from benchmarks.report import ratio_over_rounds
 
 # Every runtime runs in its own subprocess whatever the backend of the test session.
 pytestmark = pytest.mark.any_backend(runs_on="torch")
@@ -18,20 +19,28 @@ pytestmark = pytest.mark.any_backend(runs_on="torch")
 def test_quick_benchmark_covers_every_runtime(tmp_path):
     for module in ("torch", "transformers", "jax", "onnxruntime", "tf2onnx", "ai_edge_litert", "matplotlib"):
         optional(module)
-    # Keras on JAX and the files are measured in the main table; the sweep's machinery is the same.
+    # Keras on JAX and the files are measured in the main table; the sweep's machinery is the
+    # same. The training step under torch.compile (minutes of compilation) is left to real runs.
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--threads", "1", "--output", str(tmp_path / "out"),
-         "--cache", str(tmp_path / "cache"), "--sweep-runtimes", "torch-eager"],
+        [sys.executable, "-m", "benchmarks", "--quick", "--threads", "2", "--output", str(tmp_path / "out"),
+         "--cache", str(tmp_path / "cache"), "--sweep-runtimes", "torch-eager", "--one-thread-runtimes", "tflite-int8",
+         "--training-runtimes", "torch-eager,keras-tensorflow,keras-jax,keras-torch"],
         capture_output=True, text=True, timeout=1500, cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(tmp_path / "out" / "results.json") as file:
         report = json.load(file)
-    measured = {row["runtime"] for row in report["results"] if "median_ms" in row}
-    assert measured == set(RUNTIMES), [row for row in report["results"] if "error" in row]
+    measured = {row["runtime"] for row in report["results"] if "median_ms" in row and row["threads"] == 2}
+    assert measured == set(DEFAULT_RUNTIMES), [row for row in report["results"] if "error" in row]
+    assert {(row["runtime"], row["threads"]) for row in report["results"] if row["threads"] == 1} == {("tflite-int8", 1)}
     for row in report["results"]:
         assert row["p25_ms"] <= row["median_ms"] <= row["p75_ms"] and row["runs"] >= 5
-        assert row["peak_rss_mb"] > 0
+        assert row["peak_rss_mb"] > 0 and row["weights_mb"] > 1
+    steps = {row["runtime"] for row in report["training"] if row.get("task") == "training" and "median_ms" in row}
+    assert steps == {"torch-eager", "keras-tensorflow", "keras-jax", "keras-torch"}, report["training"]
+    pipelines = {row["pipeline"]: row for row in report["training"] if row["runtime"] == "input-pipeline"}
+    assert len(pipelines) == 3 and all(row["images_per_s"] > 0 for row in pipelines.values())
+    assert report["sgemm"][0]["sgemm_gflops"]["torch"] > 1
     sweep = {(row["runtime"], row["size"]) for row in report["sweep"] if "median_ms" in row}
     for runtime in ("torch-eager", "torch-eager-mhsa"):
         assert {(runtime, 224), (runtime, 448)} <= sweep, runtime
@@ -41,16 +50,33 @@ def test_quick_benchmark_covers_every_runtime(tmp_path):
     additive = {m["size"]: m["gmacs"] for m in report["macs"] if m["attention"] == "additive" and m["variant"] == "XS"}
     assert mhsa[448] / mhsa[224] > additive[448] / additive[224] * 1.2  # quadratic vs linear
     markdown = (tmp_path / "out" / "results.md").read_text()
-    assert "PyTorch eager (official model)" in markdown and "Targets" in markdown
-    assert "L1 at batch 1, which this run did not measure" in markdown and "(None)" not in markdown
+    for text in ("PyTorch eager (official model)", "torch.compile, freezing", "vs best peer", "Targets",
+                 "Training step at batch 2", "Training input pipeline", "sgemm peak"):
+        assert text in markdown, text
+    assert "(None)" not in markdown
     assert (tmp_path / "out" / "latency.png").stat().st_size > 1000
     assert (tmp_path / "out" / "resolution.png").stat().st_size > 1000
     assert report["machine"]["versions"]["keras"]
+    # Exported files and compiled kernels live under a key of the code and versions.
+    assert os.listdir(tmp_path / "cache") == [report["settings"]["cache_key"]] == [cache_key()]
+
+
+def test_ratios_are_taken_within_rounds():
+    """Each round's ratio is against that round's fastest peer; the spread is over rounds."""
+    table = {("ours", "XS", 1, 224, 2): {0: 10.0, 1: 30.0, 2: 12.0},
+             ("a", "XS", 1, 224, 2): {0: 20.0, 1: 30.0, 2: 10.0},
+             ("b", "XS", 1, 224, 2): {0: 25.0, 1: 20.0, 2: 40.0}}
+    value = ratio_over_rounds(table, "ours", ("a", "b"), ("XS", 1, 224, 2))
+    assert value["rounds"] == 3 and value["low"] == 0.5 and value["high"] == 1.5 and value["median"] == 1.2
+    assert ratio_over_rounds(table, "missing", ("a",), ("XS", 1, 224, 2)) is None
 
 
 def test_benchmark_rejects_bad_arguments(tmp_path):
     for arguments, message in ((["--runtimes", "keras-mxnet"], "unknown runtimes"),
+                               (["--training-runtimes", "keras-mxnet"], "--training-runtimes"),
                                (["--threads", "0"], "--threads"),
+                               (["--rounds", "0"], "--rounds"),
+                               (["--batch-sizes", "one"], "--batch-sizes"),
                                (["--models", "XL"], "XL")):
         result = subprocess.run([sys.executable, "-m", "benchmarks", *arguments, "--output", str(tmp_path)],
                                 capture_output=True, text=True, timeout=300, cwd=ROOT)
