@@ -314,6 +314,8 @@ def plots(report, directory):
     if runtimes:
         figure, axis = plt.subplots(figsize=(12, 4.8))
         width = 0.8 / len(runtimes)
+        colours = plt.get_cmap("tab20").colors
+        tallest = 0.0
         for i, runtime in enumerate(runtimes):
             medians, errors = [], [[], []]
             for variant in settings["variants"]:
@@ -322,10 +324,13 @@ def plots(report, directory):
                 medians.append(middle)
                 errors[0].append(middle - min(rounds) if rounds else 0)
                 errors[1].append(max(rounds) - middle if rounds else 0)
+            tallest = max(tallest, *medians)
             axis.bar([x + i * width for x in range(len(settings["variants"]))], medians, width,
-                     yerr=errors, capsize=2, label=LABELS[runtime])
+                     yerr=errors, capsize=2, label=LABELS[runtime], color=colours[i % len(colours)])
+        # A single outlying round would flatten every bar: the axis ends above the medians.
+        axis.set_ylim(0, 1.6 * tallest)
         axis.set_xticks([x + 0.4 - width / 2 for x in range(len(settings["variants"]))], settings["variants"])
-        axis.set_ylabel("latency, batch 1 (ms); bars: range over rounds")
+        axis.set_ylabel("latency, batch 1 (ms); whiskers: range over rounds")
         axis.set_title(f"SwiftFormer at {settings['size']}x{settings['size']}, {threads} CPU threads")
         axis.legend(fontsize=7, ncol=3)
         figure.tight_layout()
