@@ -6,7 +6,7 @@ so each can be folded into the convolution or dense layer next to it; the distil
 averaged with the class head is one head with the averaged weights; the final BatchNorm
 commutes with average pooling and folds into that head. The folded model computes the same
 function (to float32 rounding: the parity tests hold it to the same 1e-4 as the model) with
-about a third fewer layers and none of the per-call BatchNorm arithmetic, which is what a
+fewer layers and weights and none of the per-call BatchNorm arithmetic, which is what a
 jit compiler (JAX, XLA, torch.compile) cannot do on its own when the weights are arguments, and
 what Keras' per-layer overhead on the PyTorch backend pays for.
 
