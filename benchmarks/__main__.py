@@ -14,6 +14,7 @@ folder), or with --publish to docs/benchmarks, which the README embeds.
 """
 
 import argparse
+import concurrent.futures
 import datetime
 import hashlib
 import importlib.metadata
@@ -53,6 +54,9 @@ RUNTIMES = {
 # max-autotune is measured on request (--runtimes): on 2 cores it compiles for minutes per
 # shape and was no faster than the default mode with freezing (README, Benchmarks).
 DEFAULT_RUNTIMES = [r for r in RUNTIMES if r != "torch-compile-max-autotune"]
+# Minutes of compilation on 2 cores when the cache is cold; prepared first.
+SLOW_TO_PREPARE = ("torch-compile", "torch-compile-max-autotune", "keras-torch-compile", "keras-jax",
+                   "keras-tensorflow-xla")
 FILE_KINDS = {"tflite-float32": "float32", "tflite-int8": "int8", "onnx-ours": "onnx"}
 ONE_THREAD_RUNTIMES = "torch-eager,ort-torch-export,keras-jax,tflite-float32,tflite-int8,onnx-ours"
 TRAINING_RUNTIMES = ("torch-eager", "torch-compile", "keras-tensorflow", "keras-jax", "keras-torch")
@@ -176,7 +180,8 @@ class RuntimeProcess:
                                         preexec_fn=_pinned(job["threads"]),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
         self.error = None if self._answer("READY") is not None else self._failure()
-        print(f"  {_name(job)}: " + (f"ready in {time.time() - start:.0f} s" if not self.error else "FAILED"))
+        self.ready_s = time.time() - start
+        print(f"  {_name(job)}: " + (f"ready in {self.ready_s:.0f} s" if not self.error else "FAILED"), flush=True)
         self._pause()
 
     # A waiting runtime is stopped (SIGSTOP), not just idle: its thread pools' spinning and
@@ -243,14 +248,24 @@ def idle_load(seconds=1.0):
     return (busy_after - busy) / max(1, total_after - total)
 
 
+# Instructions that multiply-accumulate int8 in one step: without one (an AVX2-only x86, say),
+# XNNPACK's int8 kernels widen to 16 bits and run no faster than its float32 ones.
+INT8_DOT_PRODUCT = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
 def machine():
-    cpu = platform.processor() or "unknown"
+    cpu, flags = None, set()
     try:
         with open("/proc/cpuinfo") as file:
-            cpu = next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
-    except (OSError, StopIteration):
+            for line in file:
+                if line.startswith("model name") and cpu is None:
+                    cpu = line.split(":", 1)[1].strip()
+                if line.startswith(("flags", "Features")):
+                    flags.update(line.split(":", 1)[1].split())
+    except OSError:
         pass
-    return {"cpu": cpu, "cores_visible": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+    return {"cpu": cpu or platform.processor() or "unknown", "cores_visible": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "int8_dot_product": [f for f in INT8_DOT_PRODUCT if f in flags],
             "platform": platform.platform(), "versions": versions(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
@@ -282,7 +297,7 @@ def _parser():
     parser.add_argument("--sweep-runtimes", default="torch-eager,keras-jax,tflite-float32",
                         help="runtimes for SwiftFormer in the resolution sweep (self-attention runs in torch eager)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the resolution sweep")
-    parser.add_argument("--budget", type=float, default=1.0, help="seconds of timed runs per measurement")
+    parser.add_argument("--budget", type=float, default=0.75, help="seconds of timed runs per measurement")
     parser.add_argument("-o", "--output", default=os.path.join(ROOT, "runs", "benchmarks"),
                         help="where results.md/json and the plots go (a scratch folder unless --publish)")
     parser.add_argument("--publish", action="store_true",
@@ -344,7 +359,9 @@ def main(argv=None):
     cache = os.path.join(args.cache, cache_key())
     os.makedirs(cache, exist_ok=True)
     common = {"threads": args.threads, "cache": cache}
-    timing = {"warmup": 2, "min_repeats": 5, "max_repeats": 50, "budget_s": args.budget}
+    # The preparation ran each case once; a waiting process gets its pages and pools back in
+    # the warm-up (a call and at least 0.3 s).
+    timing = {"warmup": 1, "warmup_s": 0.3, "min_repeats": 5, "max_repeats": 50, "budget_s": args.budget}
     started = time.time()
     print(f"benchmarking {', '.join(variants)} at {args.image_size}x{args.image_size}, batch {batch_sizes}, "
           f"{args.threads} threads, {args.rounds} rounds; cache {cache}")
@@ -354,69 +371,83 @@ def main(argv=None):
     sgemm = run_job({**common, "worker": "sgemm", "runtime": "sgemm"})
     if lists["one_thread"]:
         sgemm += run_job({**common, "threads": 1, "worker": "sgemm", "runtime": "sgemm"})
-    files = {}
     file_runtimes = [r for r in dict.fromkeys(runtimes + lists["one_thread"]) if r in FILE_KINDS]
-    if file_runtimes:
+    one_thread = lists["one_thread"] if args.threads > 1 else []
+
+    def export_files():
         exported = run_job({**common, "worker": "export", "runtime": "export", "variants": variants,
                             "sizes": [args.image_size], "kinds": [FILE_KINDS[r] for r in file_runtimes]},
                            backend="tensorflow")
-        files.update(exported[0] if exported and "error" not in exported[0] else {})
+        return exported[0] if exported and "error" not in exported[0] else {}
 
-    def inference_job(runtime, threads, batches):
+    def start(runtime, threads, batches, exported):
         worker, backend = RUNTIMES[runtime]
         job = {**common, "threads": threads, "worker": worker, "runtime": runtime, "variants": variants,
                "sizes": [args.image_size], "batch_sizes": [1] if worker == "files" else batches,
-               "timing": timing, "files": files, "kind": FILE_KINDS.get(runtime)}
-        return job, backend
+               "timing": timing, "kind": FILE_KINDS.get(runtime)}
+        if worker == "files":
+            job["files"] = exported.result()
+            if not all(f"{v}/{FILE_KINDS[runtime]}" in job["files"] for v in variants):
+                return None
+        return RuntimeProcess(job, backend)
 
-    # Every runtime's process first compiles its cases (one after another, each alone on the
-    # cores), then the rounds interleave: round 1 measures every runtime, then round 2...
-    # The 1-thread rows are one fresh process per round (their runtimes start in seconds).
-    print(f"preparing every runtime ({(time.time() - started) / 60:.1f} min so far)")
-    processes = []
-    for runtime in runtimes:
-        job, backend = inference_job(runtime, args.threads, batch_sizes)
-        if job["worker"] == "files" and not all(f"{v}/{FILE_KINDS[runtime]}" in files for v in variants):
-            processes.append(None)
-            continue
-        processes.append(RuntimeProcess(job, backend))
+    # Preparing (exporting, loading, compiling) is not timed, so two preparations share the
+    # cores at a time: the compilers mostly use one core each, and this halves the longest
+    # phase of the run. The export of our files runs beside the first runtimes' compilation;
+    # the file runtimes start last, once it is done. Every timed measurement runs alone.
+    print(f"preparing every runtime, two at a time ({(time.time() - started) / 60:.1f} min so far)")
+    plan = [(r, args.threads, batch_sizes) for r in runtimes] + [(r, 1, [1]) for r in one_thread]
+    # Longest first (the compilers), so the short ones fill in beside them; files last.
+    plan.sort(key=lambda entry: (RUNTIMES[entry[0]][0] == "files", entry[0] not in SLOW_TO_PREPARE))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        exported = pool.submit(export_files) if file_runtimes else None
+        futures = [pool.submit(start, *entry, exported) for entry in plan]
+        processes = [(entry[0], entry[1], future.result()) for entry, future in zip(plan, futures)]
     results, idle_loads = [], []
     try:
         for round_index in range(args.rounds):
             print(f"round {round_index + 1} of {args.rounds} ({(time.time() - started) / 60:.1f} min so far)")
             # Each round starts at another runtime: whatever the first slot costs (the
             # machine waking up) falls on a different runtime each time.
-            shift = round_index % len(runtimes)
-            order = list(zip(runtimes, processes))
-            for runtime, process in order[shift:] + order[:shift]:
+            shift = round_index % len(processes)
+            for runtime, threads, process in processes[shift:] + processes[:shift]:
                 if process is None:
-                    results.append({"runtime": runtime, "threads": args.threads,
+                    results.append({"runtime": runtime, "threads": threads,
                                     "error": "export failed (see the export job's error)"})
                     continue
                 results += process.measure(round_index)
-            if args.threads > 1:
-                for runtime in lists["one_thread"]:
-                    job, backend = inference_job(runtime, 1, [1])
-                    results += run_job({**job, "round": round_index}, backend, log=lambda *_: None)
             idle_loads.append(idle_load())
             print(f"  the cores were {100 * idle_loads[-1]:.0f}% busy with every runtime stopped")
     finally:
-        for process in processes:
+        for _, _, process in processes:
             if process is not None:
                 process.close()
 
     training = []
     if lists["training"]:
         print(f"training step, batch {args.training_batch} ({(time.time() - started) / 60:.1f} min so far)")
-        # One warm-up step compiles (JAX, torch.compile) and fills the optimizer's state; a step
-        # takes seconds at batch 32 here, so three timed steps.
+        # A warm-up step in the preparation compiles (JAX, tf.function, torch.compile) and fills
+        # the optimizer's state; then one more warm-up step and three timed ones (a step takes
+        # seconds at batch 32 here). Two runtimes prepare at a time, then are measured one
+        # after the other, alone: at most two processes hold a batch-32 step's memory.
         train_timing = {"warmup": 1, "min_repeats": 3, "max_repeats": 3, "budget_s": 0.0}
-        for runtime in lists["training"]:
+        training_variants = [v.upper() for v in _list(args.training_models)]
+
+        def start_training(runtime):
             backend = runtime.split("-")[1] if runtime.startswith("keras-") else None
-            training += run_job({**common, "worker": "training", "runtime": runtime,
-                                 "variants": [v.upper() for v in _list(args.training_models)],
-                                 "batch": args.training_batch, "size": args.image_size, "timing": train_timing},
-                                backend)
+            return RuntimeProcess({**common, "worker": "training", "runtime": runtime, "variants": training_variants,
+                                   "batch": args.training_batch, "size": args.image_size,
+                                   "timing": train_timing}, backend)
+
+        for pair_start in range(0, len(lists["training"]), 2):
+            pair = lists["training"][pair_start:pair_start + 2]
+            with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+                started_pair = list(pool.map(start_training, pair))
+            for process in started_pair:
+                try:
+                    training += process.measure(0)
+                finally:
+                    process.close()
         training += run_job({**common, "worker": "pipeline", "runtime": "input-pipeline",
                              "image_size": args.image_size, "batch_size": args.training_batch,
                              "budget_s": 3.0 if not args.quick else 1.0}, backend="tensorflow")

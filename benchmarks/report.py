@@ -135,6 +135,14 @@ def _verdict(value):
     return "met at the median, not in every round" if value["median"] <= value["limit"] else "**missed**"
 
 
+def _int8_instructions(machine):
+    found = machine.get("int8_dot_product")
+    if found is None:
+        return "int8 dot-product instructions not recorded"
+    return ("int8 dot-product instructions: " + ", ".join(found) if found else
+            "no int8 dot-product instructions: int8 runs no faster than float32 here")
+
+
 def markdown(report):
     settings, machine = report["settings"], report["machine"]
     table = per_round(report["results"])
@@ -147,8 +155,8 @@ def markdown(report):
             key = (row["runtime"], row["variant"], row["batch"], row["size"], row.get("threads"))
             memory.setdefault(key, (row.get("weights_mb"), row.get("activation_mb")))
     lines = [
-        f"Measured {machine['date']} on {machine['cpu']}, {machine['cores_visible']} cores visible, Python "
-        f"{machine['python']}; {versions}.",
+        f"Measured {machine['date']} on {machine['cpu']}, {machine['cores_visible']} cores visible "
+        f"({_int8_instructions(machine)}), Python {machine['python']}; {versions}.",
         "",
         f"Input {settings['size']}x{settings['size']}, float32 unless the runtime says int8, random weights (speed "
         f"does not depend on them). Every runtime runs in its own process pinned to {settings['threads']} cores "
@@ -207,9 +215,9 @@ def summary(report):
     settings, machine = report["settings"], report["machine"]
     table = per_round(report["results"])
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
-    lines = [f"Measured {machine['date']} on {machine['cpu']} ({machine['cores_visible']} cores), Python "
-             f"{machine['python']}; {versions}. {settings['rounds']} interleaved rounds; whole run "
-             f"{report['wall_s'] / 60:.1f} min."]
+    lines = [f"Measured {machine['date']} on {machine['cpu']} ({machine['cores_visible']} cores; "
+             f"{_int8_instructions(machine)}), Python {machine['python']}; {versions}. {settings['rounds']} "
+             f"interleaved rounds; whole run {report['wall_s'] / 60:.1f} min."]
     for threads in sorted({k[4] for k in table}, reverse=True):
         runtimes = [r for r in LABELS if any(k[0] == r and k[4] == threads for k in table)]
         lines += ["", f"Latency in ms, {threads} thread{'s' if threads > 1 else ''} (median over rounds, range "

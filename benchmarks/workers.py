@@ -282,13 +282,14 @@ def serve(job):
     """A runtime's process kept for every round: prepares (compiles) its cases once, prints
     READY, then measures them each time a line `measure ROUND` arrives, answering with one
     JSON line of rows, until `quit`. The parent runs one such process at a time."""
-    cases = prepare(job)
+    prepare_cases, measure = SERVED[job["worker"]]
+    cases = prepare_cases(job)
     print("READY", flush=True)
     for line in sys.stdin:
         command = line.split()
         if not command or command[0] == "quit":
             break
-        rows = measure_cases(job, cases, int(command[1]))
+        rows = measure(job, cases, int(command[1]))
         print("ROWS " + json.dumps(rows), flush=True)
 
 
@@ -359,7 +360,9 @@ def _torch_step(variant, images, labels, compiled):
     return step
 
 
-def run_training_step(job):
+def prepare_training(job):
+    """Each variant's step, run once: the first step compiles (JAX, tf.function,
+    torch.compile) and fills the optimizer's state."""
     runtime = job["runtime"]
     if runtime.startswith("keras-"):
         import keras
@@ -375,19 +378,29 @@ def run_training_step(job):
         import torch
 
         torch.set_num_threads(job["threads"])
-    rows = []
+    cases = []
     for variant in job["variants"]:
         images, labels = _batch(job["batch"], job["size"])
         if runtime.startswith("keras-"):
             step = _keras_step(variant, images, labels)
         else:
             step = _torch_step(variant, images, labels, compiled=runtime == "torch-compile")
+        step()
+        cases.append((variant, step))
+    return cases
+
+
+def measure_training(job, cases, round_index=0):
+    rows = []
+    for variant, step in cases:
         timing = time_call(step, **job["timing"])
-        row = {"runtime": runtime, "variant": variant, "batch": job["batch"], "size": job["size"],
-               "threads": job["threads"], "round": job.get("round", 0), "task": "training", **timing}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        _emit(rows, {"runtime": job["runtime"], "variant": variant, "batch": job["batch"], "size": job["size"],
+                     "threads": job["threads"], "round": round_index, "task": "training", **timing})
     return rows
+
+
+def run_training_step(job):
+    return measure_training(job, prepare_training(job), job.get("round", 0))
 
 
 def run_pipeline(job):
@@ -400,6 +413,8 @@ def run_inference(job):
     return measure_cases(job, prepare(job), job.get("round", 0))
 
 
+SERVED = {"torch": (prepare, measure_cases), "keras": (prepare, measure_cases), "files": (prepare, measure_cases),
+          "training": (prepare_training, measure_training)}
 RUNNERS = {"macs": count_macs, "sgemm": measure_sgemm, "torch": run_inference, "keras": run_inference,
            "export": export_files, "files": run_inference, "training": run_training_step, "pipeline": run_pipeline}
 

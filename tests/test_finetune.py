@@ -184,7 +184,16 @@ def test_data_parallel_is_refused_on_torch(small_digits, tmp_path):
 @pytest.mark.any_backend(runs_on="torch")
 def test_tfds_download_without_network_is_a_clear_error(tmp_path, monkeypatch):
     optional("tensorflow_datasets")
-    # Nothing is reachable here; the download must fail with a message that says what to do.
+    import urllib3
+
+    # The network is down, and fails at once: every connection goes to a closed local port and
+    # tfds' retries do not wait (an unreachable host otherwise costs minutes of backoff). The
+    # download must fail with a message that says what to do.
+    for variable in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setattr(urllib3.util.retry.Retry, "get_backoff_time", lambda self: 0)
     with pytest.raises(DatasetError, match="Could not download or prepare the tfds dataset 'beans'.*data_dir") as info:
         _run("beans", tmp_path / "out", epochs=1, data_dir=str(tmp_path / "tfds"))
     # The real preparation code ran as far as the network: no module of tfds was missing
