@@ -135,6 +135,13 @@ def _verdict(value):
     return "met at the median, not in every round" if value["median"] <= value["limit"] else "**missed**"
 
 
+def _phases(report):
+    phases = report.get("phases_s")
+    if not phases:
+        return ""
+    return " (" + ", ".join(f"{name} {seconds / 60:.1f}" for name, seconds in phases.items()) + ")"
+
+
 def _int8_instructions(machine):
     found = machine.get("int8_dot_product")
     if found is None:
@@ -204,7 +211,7 @@ def markdown(report):
     lines += _training_lines(report)
     lines += _sweep_lines(report)
     lines += _target_lines(report)
-    lines.append(f"\nWhole run: {report['wall_s'] / 60:.1f} min.")
+    lines.append(f"\nWhole run: {report['wall_s'] / 60:.1f} min{_phases(report)}.")
     return "\n".join(lines) + "\n"
 
 
@@ -217,7 +224,7 @@ def summary(report):
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
     lines = [f"Measured {machine['date']} on {machine['cpu']} ({machine['cores_visible']} cores; "
              f"{_int8_instructions(machine)}), Python {machine['python']}; {versions}. {settings['rounds']} "
-             f"interleaved rounds; whole run {report['wall_s'] / 60:.1f} min."]
+             f"interleaved rounds; whole run {report['wall_s'] / 60:.1f} min{_phases(report)}."]
     for threads in sorted({k[4] for k in table}, reverse=True):
         runtimes = [r for r in LABELS if any(k[0] == r and k[4] == threads for k in table)]
         lines += ["", f"Latency in ms, {threads} thread{'s' if threads > 1 else ''} (median over rounds, range "

@@ -210,37 +210,38 @@ def prepare_keras(job):
 
 
 def export_files(job):
-    """TFLite float32/int8 and ONNX files of each variant (TensorFlow backend), cached under
-    a key of the library's code and the converters' versions (see `benchmarks.__main__`)."""
+    """TFLite float32/int8 and ONNX files of each variant (TensorFlow backend) at each size,
+    cached under a key of the library's code and the converters' versions (see
+    `benchmarks.__main__`). Returns {"VARIANT/KIND/SIZE": path}."""
     from keras_swiftformer.export import export_onnx, export_tflite
     from keras_swiftformer.models import build_variant
 
     written = {}
-    calibration = _images(8, job["sizes"][0])
     for variant in job["variants"]:
         model = None
-        for kind in job["kinds"]:
-            path = os.path.join(job["cache"], f"swiftformer_{variant.lower()}_{job['sizes'][0]}_{kind}")
-            path += ".onnx" if kind == "onnx" else ".tflite"
-            if not os.path.exists(path):
-                model = model or build_variant(variant, weights=None)
-                if kind == "onnx":
-                    export_onnx(model, path, input_size=job["sizes"][0])
-                else:
-                    # The raw files (normalised inputs, logits): the runtimes compared here all
-                    # run the same graph on the same normalised images.
-                    export_tflite(model, path, quantization=kind, input_size=job["sizes"][0],
-                                  representative_data=calibration if kind == "int8" else None,
-                                  num_calibration=len(calibration), include_preprocessing=False,
-                                  probabilities=False)
-            written[f"{variant}/{kind}"] = path
+        for size in job["sizes"]:
+            for kind in job["kinds"]:
+                path = os.path.join(job["cache"], f"swiftformer_{variant.lower()}_{size}_{kind}")
+                path += ".onnx" if kind == "onnx" else ".tflite"
+                if not os.path.exists(path):
+                    model = model or build_variant(variant, weights=None)
+                    if kind == "onnx":
+                        export_onnx(model, path, input_size=size)
+                    else:
+                        # The raw files (normalised inputs, logits): the runtimes compared here
+                        # all run the same graph on the same normalised images.
+                        calibration = _images(8, size) if kind == "int8" else None
+                        export_tflite(model, path, quantization=kind, input_size=size,
+                                      representative_data=calibration, num_calibration=8,
+                                      include_preprocessing=False, probabilities=False)
+                written[f"{variant}/{kind}/{size}"] = path
     return [written]
 
 
 def prepare_files(job):
     for variant in job["variants"]:
-        path = job["files"][f"{variant}/{job['kind']}"]
         for size in job["sizes"]:
+            path = job["files"][f"{variant}/{job['kind']}/{size}"]
             yield variant, 1, size, _file_call(path, _images(1, size), job["threads"]), \
                 {"weights_mb": os.path.getsize(path) / 2**20}
 
