@@ -223,7 +223,7 @@ class RuntimeProcess:
 
     def quit(self):
         self._resume()
-        if self.process.poll() is None:
+        if self.process.poll() is None and not self.process.stdin.closed:
             try:
                 self.process.stdin.write("quit\n")
                 self.process.stdin.close()
