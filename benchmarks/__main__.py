@@ -60,6 +60,8 @@ SLOW_TO_PREPARE = ("torch-compile", "torch-compile-max-autotune", "keras-torch-c
 FILE_KINDS = {"tflite-float32": "float32", "tflite-int8": "int8", "onnx-ours": "onnx"}
 ONE_THREAD_RUNTIMES = "torch-eager,ort-torch-export,keras-jax,tflite-float32,tflite-int8,onnx-ours"
 TRAINING_RUNTIMES = ("torch-eager", "torch-compile", "keras-tensorflow", "keras-jax", "keras-torch")
+# torch.compile's training step compiles for minutes cold, tf.function's and JAX's for one to two.
+TRAINING_SLOW_TO_PREPARE = ("torch-compile", "keras-tensorflow", "keras-jax")
 VERSIONED = ("keras", "tensorflow", "jax", "torch", "transformers", "onnxruntime", "ai_edge_litert", "tf2onnx",
              "onnx", "numpy")
 
@@ -180,8 +182,7 @@ class RuntimeProcess:
                                         preexec_fn=_pinned(job["threads"]),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
         self.error = None if self._answer("READY") is not None else self._failure()
-        self.ready_s = time.time() - start
-        print(f"  {_name(job)}: " + (f"ready in {self.ready_s:.0f} s" if not self.error else "FAILED"), flush=True)
+        print(f"  {_name(job)}: " + (f"ready in {time.time() - start:.0f} s" if not self.error else "FAILED"), flush=True)
         self._pause()
 
     # A waiting runtime is stopped (SIGSTOP), not just idle: its thread pools' spinning and
@@ -452,9 +453,8 @@ def main(argv=None):
                                    "batch": args.training_batch, "size": args.image_size,
                                    "timing": train_timing}, backend)
 
-        # The longest preparations pair with each other (torch.compile's takes minutes cold,
-        # tf.function's and JAX's one to two).
-        ordered = sorted(lists["training"], key=lambda r: r not in ("torch-compile", "keras-tensorflow", "keras-jax"))
+        # The longest preparations pair with each other.
+        ordered = sorted(lists["training"], key=lambda r: r not in TRAINING_SLOW_TO_PREPARE)
         for pair_start in range(0, len(ordered), 2):
             pair = ordered[pair_start:pair_start + 2]
             with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:

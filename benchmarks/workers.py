@@ -283,7 +283,7 @@ def serve(job):
     """A runtime's process kept for every round: prepares (compiles) its cases once, prints
     READY, then measures them each time a line `measure ROUND` arrives, answering with one
     JSON line of rows, until `quit`. The parent runs one such process at a time."""
-    prepare_cases, measure = SERVED[job["worker"]]
+    prepare_cases, measure = SERVED.get(job["worker"], (prepare, measure_cases))
     cases = prepare_cases(job)
     print("READY", flush=True)
     for line in sys.stdin:
@@ -400,10 +400,6 @@ def measure_training(job, cases, round_index=0):
     return rows
 
 
-def run_training_step(job):
-    return measure_training(job, prepare_training(job), job.get("round", 0))
-
-
 def run_pipeline(job):
     from benchmarks.input_pipeline import run_input_pipeline
 
@@ -414,10 +410,12 @@ def run_inference(job):
     return measure_cases(job, prepare(job), job.get("round", 0))
 
 
-SERVED = {"torch": (prepare, measure_cases), "keras": (prepare, measure_cases), "files": (prepare, measure_cases),
-          "training": (prepare_training, measure_training)}
+# Kept processes (`serve`): how each worker prepares its cases and measures them; inference
+# workers by default.
+SERVED = {"training": (prepare_training, measure_training)}
+# One-shot processes (`main` with a result path).
 RUNNERS = {"macs": count_macs, "sgemm": measure_sgemm, "torch": run_inference, "keras": run_inference,
-           "export": export_files, "files": run_inference, "training": run_training_step, "pipeline": run_pipeline}
+           "export": export_files, "files": run_inference, "pipeline": run_pipeline}
 
 
 def main(job_path, result_path=None):
