@@ -95,3 +95,49 @@ def test_xla_paths_give_the_plain_graph_result():
     plain = tf.function(lambda t: model(t, training=False))(IMAGES)
     xla = tf.function(lambda t: model(t, training=False), jit_compile=True)(IMAGES)
     np.testing.assert_allclose(xla.numpy(), plain.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", [None, "avg"])
+def test_chained_call_gives_the_functional_result(pooling):
+    """`FoldedSwiftFormer.call` runs its layers' own `call` one after another; the functional
+    graph walk over the same layers gives the same numbers, and so does the fallback for a dtype
+    the chain does not handle."""
+    model = randomise_weights(tiny_model(include_top=pooling is None, pooling=pooling), seed=9)
+    folded = inference_model(model)
+    assert folded._chain is not None and len(folded._chain) == len(folded.layers) - 1
+    functional = keras.Model(folded.inputs, folded.outputs)  # the same layers, walked as a graph
+    np.testing.assert_allclose(to_numpy(folded(IMAGES)), to_numpy(functional(IMAGES)), rtol=1e-6, atol=1e-6)
+    # Integer images are cast as the functional path casts them.
+    integers = np.round(IMAGES * 10).astype("int32")
+    np.testing.assert_allclose(to_numpy(folded(integers)), to_numpy(functional(integers)), rtol=1e-6, atol=1e-6)
+    # Symbolic use (building a model on top) goes through the graph as usual.
+    inputs = keras.Input((64, 96, 3))
+    assert tuple(keras.Model(inputs, folded(inputs))(IMAGES).shape) == tuple(functional(IMAGES).shape)
+
+
+def test_mixed_precision_takes_the_functional_path():
+    model = randomise_weights(tiny_model(), seed=10)
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        half = inference_model(randomise_weights(tiny_model(), seed=10))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert half._chain is None
+    expected = to_numpy(inference_model(model)(IMAGES))
+    np.testing.assert_allclose(to_numpy(half(IMAGES)).astype("float32"), expected, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch.compile: the PyTorch backend")
+def test_torch_compile_compiles_once():
+    """Keras' ZeroPadding2D made dynamo recompile at every call (a fresh `Pad` operation name
+    each time) until it fell back to running uncompiled; ours pads with torch directly."""
+    import torch
+
+    folded = inference_model(randomise_weights(tiny_model(), seed=11))
+    compiled = torch.compile(folded, dynamic=False)
+    images = torch.from_numpy(IMAGES)
+    with torch.inference_mode():
+        expected = to_numpy(folded(images))
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for _ in range(3):
+                np.testing.assert_allclose(to_numpy(compiled(images)), expected, rtol=1e-5, atol=1e-5)

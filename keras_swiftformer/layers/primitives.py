@@ -194,8 +194,27 @@ def depthwise_conv2d(kernel_size, name, dtype=None):
     )
 
 
+@keras.saving.register_keras_serializable(package="keras_swiftformer")
+class ZeroPadding2D(keras.layers.ZeroPadding2D):
+    """Keras' ZeroPadding2D; on PyTorch one `torch.nn.functional.pad`.
+
+    Keras pads through `keras.ops.pad`, which creates a new uniquely named `Pad` operation at
+    every call; under `torch.compile` that name is a guard that fails each time, so the model
+    recompiles until dynamo gives up and runs it uncompiled.
+    """
+
+    def call(self, inputs):
+        if keras.backend.backend() != "torch" or self.data_format != "channels_last":
+            return super().call(inputs)
+        import torch.nn.functional as functional  # the torch backend is running: torch is there
+
+        (top, bottom), (left, right) = self.padding
+        # torch pads from the last axis backwards: channels, then width, then height.
+        return functional.pad(ops.convert_to_tensor(inputs), (0, 0, left, right, top, bottom))
+
+
 def symmetric_padding(pad, name, dtype=None):
-    return keras.layers.ZeroPadding2D(pad, data_format=DATA_FORMAT, name=name, dtype=dtype)
+    return ZeroPadding2D(pad, data_format=DATA_FORMAT, name=name, dtype=dtype)
 
 
 def dense(units, name, dtype=None):
