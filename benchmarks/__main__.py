@@ -305,7 +305,8 @@ def _parser():
     parser.add_argument("--sweep-runtimes", default="torch-eager,keras-jax,tflite-float32",
                         help="runtimes for SwiftFormer in the resolution sweep (self-attention runs in torch eager)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the resolution sweep")
-    parser.add_argument("--budget", type=float, default=0.75, help="seconds of timed runs per measurement")
+    parser.add_argument("--budget", type=float, default=0.5,
+                        help="seconds of timed runs per measurement (at least 3 runs)")
     parser.add_argument("-o", "--output", default=os.path.join(ROOT, "runs", "benchmarks"),
                         help="where results.md/json and the plots go (a scratch folder unless --publish)")
     parser.add_argument("--publish", action="store_true",
@@ -368,14 +369,13 @@ def main(argv=None):
     os.makedirs(cache, exist_ok=True)
     common = {"threads": args.threads, "cache": cache}
     # The preparation ran each case once; a waiting process gets its pages and pools back in
-    # the warm-up (a call and at least 0.3 s).
-    timing = {"warmup": 1, "warmup_s": 0.3, "min_repeats": 5, "max_repeats": 50, "budget_s": args.budget}
+    # the warm-up (a call and at least 0.2 s). Then at least 3 runs and `--budget` seconds: the
+    # spread that matters is the one between rounds, which the report gives.
+    timing = {"warmup": 1, "warmup_s": 0.2, "min_repeats": 3, "max_repeats": 50, "budget_s": args.budget}
     started = time.time()
     print(f"benchmarking {', '.join(variants)} at {args.image_size}x{args.image_size}, batch {batch_sizes}, "
           f"{args.threads} threads, {args.rounds} rounds; cache {cache}")
 
-    macs = run_job({**common, "worker": "macs", "runtime": "macs", "variants": variants, "sizes": [args.image_size],
-                    "sweep_variant": args.sweep_model, "sweep_sizes": [] if args.no_sweep else sweep_sizes})
     sgemm = run_job({**common, "worker": "sgemm", "runtime": "sgemm"})
     if lists["one_thread"]:
         sgemm += run_job({**common, "threads": 1, "worker": "sgemm", "runtime": "sgemm"})
@@ -386,7 +386,10 @@ def main(argv=None):
         exported = run_job({**common, "worker": "export", "runtime": "export", "variants": variants,
                             "sizes": [args.image_size], "kinds": [FILE_KINDS[r] for r in file_runtimes]},
                            backend="tensorflow")
-        return exported[0] if exported and "error" not in exported[0] else {}
+        if "error" in exported[0]:  # the export process itself failed
+            return {"errors": {f"{v}/{FILE_KINDS[r]}/{args.image_size}": exported[0]["error"]
+                               for v in variants for r in file_runtimes}}
+        return exported[0]
 
     def start(runtime, threads, batches, exported):
         worker, backend = RUNTIMES[runtime]
@@ -395,23 +398,30 @@ def main(argv=None):
                "timing": timing, "kind": FILE_KINDS.get(runtime)}
         if worker == "files":
             job["files"] = exported.result()
-            if not all(f"{v}/{FILE_KINDS[runtime]}/{args.image_size}" in job["files"] for v in variants):
-                return None
+            failed = {key: message for key, message in job["files"].get("errors", {}).items()
+                      if key.split("/")[1] == FILE_KINDS[runtime]}
+            if failed:
+                return failed
         return RuntimeProcess(job, backend)
 
     # Preparing (exporting, loading, compiling) is not timed, so two preparations share the
     # cores at a time: the compilers mostly use one core each, and this halves the longest
     # phase of the run. The export of our files runs beside the first runtimes' compilation;
     # the file runtimes start last, once it is done. Every timed measurement runs alone.
-    phases = {"counting, sgemm": time.time() - started}
+    phases = {"sgemm": time.time() - started}
     print(f"preparing every runtime, two at a time ({(time.time() - started) / 60:.1f} min so far)")
     plan = [(r, args.threads, batch_sizes) for r in runtimes] + [(r, 1, [1]) for r in one_thread]
     # Longest first (the compilers), so the short ones fill in beside them; files last.
     plan.sort(key=lambda entry: (RUNTIMES[entry[0]][0] == "files", entry[0] not in SLOW_TO_PREPARE))
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         exported = pool.submit(export_files) if file_runtimes else None
+        # Counting operations (untimed) fills a slot too.
+        counted = pool.submit(run_job, {**common, "worker": "macs", "runtime": "macs", "variants": variants,
+                                        "sizes": [args.image_size], "sweep_variant": args.sweep_model,
+                                        "sweep_sizes": [] if args.no_sweep else sweep_sizes})
         futures = [pool.submit(start, *entry, exported) for entry in plan]
         processes = [(entry[0], entry[1], future.result()) for entry, future in zip(plan, futures)]
+        macs = counted.result()
     phases["preparing"] = time.time() - started - sum(phases.values())
     results, idle_loads = [], []
     try:
@@ -421,16 +431,16 @@ def main(argv=None):
             # machine waking up) falls on a different runtime each time.
             shift = round_index % len(processes)
             for runtime, threads, process in processes[shift:] + processes[:shift]:
-                if process is None:
-                    results.append({"runtime": runtime, "threads": threads,
-                                    "error": "export failed (see the export job's error)"})
+                if isinstance(process, dict):  # its files failed to export: {key: error}
+                    results.append({"runtime": runtime, "threads": threads, "error": "export failed: " + "; ".join(
+                        f"{key}: {message}" for key, message in process.items())})
                     continue
                 results += process.measure(round_index)
             idle_loads.append(idle_load())
             print(f"  the cores were {100 * idle_loads[-1]:.0f}% busy with every runtime stopped")
     finally:
         # All are told to quit first: their exits (seconds each for TensorFlow or JAX) overlap.
-        running = [process for _, _, process in processes if process is not None]
+        running = [process for _, _, process in processes if isinstance(process, RuntimeProcess)]
         for process in running:
             process.quit()
         for process in running:
@@ -441,10 +451,11 @@ def main(argv=None):
     if lists["training"]:
         print(f"training step, batch {args.training_batch} ({(time.time() - started) / 60:.1f} min so far)")
         # A warm-up step in the preparation compiles (JAX, tf.function, torch.compile) and fills
-        # the optimizer's state; then one more warm-up step and three timed ones (a step takes
-        # seconds at batch 32 here). Two runtimes prepare at a time, then are measured one
-        # after the other, alone: at most two processes hold a batch-32 step's memory.
-        train_timing = {"warmup": 1, "min_repeats": 3, "max_repeats": 3, "budget_s": 0.0}
+        # the optimizer's state; then three timed steps (a step takes seconds at batch 32 here,
+        # far more than a paused process needs to get its caches back). Two runtimes prepare at
+        # a time, then are measured one after the other, alone: at most two processes hold a
+        # batch-32 step's memory.
+        train_timing = {"warmup": 0, "warmup_s": 0.0, "min_repeats": 3, "max_repeats": 3, "budget_s": 0.0}
         training_variants = [v.upper() for v in _list(args.training_models)]
 
         def start_training(runtime):
@@ -481,8 +492,13 @@ def main(argv=None):
             exported = run_job({**common, "worker": "export", "runtime": "export", "variants": [args.sweep_model],
                                 "kinds": [FILE_KINDS[runtime]], "sizes": sweep_sizes},
                                backend="tensorflow", log=lambda *_: None)
-            job["files"] = exported[0] if exported and "error" not in exported[0] else {}
+            job["files"] = exported[0] if "error" not in exported[0] else {}
             job["sizes"] = [s for s in sweep_sizes if f"{args.sweep_model}/{FILE_KINDS[runtime]}/{s}" in job["files"]]
+            errors = job["files"].get("errors", {}) if job["files"] else {"the export process": exported[0]["error"]}
+            sweep += [{"runtime": runtime, "threads": args.threads, "error": f"export failed: {key}: {message}"}
+                      for key, message in errors.items()]
+            if not job["sizes"]:
+                continue
         sweep += run_job(job, backend)
 
     phases["sweep"] = time.time() - started - sum(phases.values())

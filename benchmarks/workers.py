@@ -212,30 +212,36 @@ def prepare_keras(job):
 def export_files(job):
     """TFLite float32/int8 and ONNX files of each variant (TensorFlow backend) at each size,
     cached under a key of the library's code and the converters' versions (see
-    `benchmarks.__main__`). Returns {"VARIANT/KIND/SIZE": path}."""
+    `benchmarks.__main__`). Returns {"VARIANT/KIND/SIZE": path, "errors": {key: message}}: a
+    file that fails to export costs its own rows only."""
     from keras_swiftformer.export import export_onnx, export_tflite
     from keras_swiftformer.models import build_variant
 
-    written = {}
+    written, errors = {}, {}
     for variant in job["variants"]:
         model = None
         for size in job["sizes"]:
             for kind in job["kinds"]:
+                key = f"{variant}/{kind}/{size}"
                 path = os.path.join(job["cache"], f"swiftformer_{variant.lower()}_{size}_{kind}")
                 path += ".onnx" if kind == "onnx" else ".tflite"
-                if not os.path.exists(path):
-                    model = model or build_variant(variant, weights=None)
-                    if kind == "onnx":
-                        export_onnx(model, path, input_size=size)
-                    else:
-                        # The raw files (normalised inputs, logits): the runtimes compared here
-                        # all run the same graph on the same normalised images.
-                        calibration = _images(8, size) if kind == "int8" else None
-                        export_tflite(model, path, quantization=kind, input_size=size,
-                                      representative_data=calibration, num_calibration=8,
-                                      include_preprocessing=False, probabilities=False)
-                written[f"{variant}/{kind}/{size}"] = path
-    return [written]
+                try:
+                    if not os.path.exists(path):
+                        model = model or build_variant(variant, weights=None)
+                        if kind == "onnx":
+                            export_onnx(model, path, input_size=size)
+                        else:
+                            # The raw files (normalised inputs, logits): the runtimes compared
+                            # here all run the same graph on the same normalised images.
+                            calibration = _images(8, size) if kind == "int8" else None
+                            export_tflite(model, path, quantization=kind, input_size=size,
+                                          representative_data=calibration, num_calibration=8,
+                                          include_preprocessing=False, probabilities=False)
+                except Exception as error:  # noqa: BLE001 - reported in the row, the run goes on
+                    errors[key] = f"{type(error).__name__}: {error}"[-2000:]
+                    continue
+                written[key] = path
+    return [{**written, "errors": errors}]
 
 
 def prepare_files(job):
