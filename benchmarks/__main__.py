@@ -58,7 +58,8 @@ DEFAULT_RUNTIMES = [r for r in RUNTIMES if r != "torch-compile-max-autotune"]
 SLOW_TO_PREPARE = ("torch-compile", "torch-compile-max-autotune", "keras-torch-compile", "keras-jax",
                    "keras-tensorflow-xla")
 FILE_KINDS = {"tflite-float32": "float32", "tflite-int8": "int8", "onnx-ours": "onnx"}
-ONE_THREAD_RUNTIMES = "torch-eager,ort-torch-export,keras-jax,tflite-float32,tflite-int8,onnx-ours"
+# The phone-like setting: the deployment runtimes and their peers (JAX is not one on a phone).
+ONE_THREAD_RUNTIMES = "torch-eager,ort-torch-export,tflite-float32,tflite-int8,onnx-ours"
 TRAINING_RUNTIMES = ("torch-eager", "torch-compile", "keras-tensorflow", "keras-jax", "keras-torch")
 # torch.compile's training step compiles for minutes cold, tf.function's and JAX's for one to two.
 TRAINING_SLOW_TO_PREPARE = ("torch-compile", "keras-tensorflow", "keras-jax")
@@ -420,8 +421,20 @@ def main(argv=None):
                                         "sizes": [args.image_size], "sweep_variant": args.sweep_model,
                                         "sweep_sizes": [] if args.no_sweep else sweep_sizes})
         futures = [pool.submit(start, *entry, exported) for entry in plan]
+        # The sweep's files (every size in one job) are exported here too, untimed, after the
+        # main export (they share the cache's files).
+        sweep_kinds = sorted({FILE_KINDS[r] for r in lists["sweep"] if r in FILE_KINDS})
+
+        def export_sweep_files():
+            if exported:
+                exported.result()
+            return run_job({**common, "worker": "export", "runtime": "export", "variants": [args.sweep_model],
+                            "kinds": sweep_kinds, "sizes": sweep_sizes}, backend="tensorflow")
+
+        sweep_exported = pool.submit(export_sweep_files) if sweep_kinds else None
         processes = [(entry[0], entry[1], future.result()) for entry, future in zip(plan, futures)]
         macs = counted.result()
+        sweep_exported = sweep_exported.result() if sweep_exported else None
     phases["preparing"] = time.time() - started - sum(phases.values())
     results, idle_loads = [], []
     try:
@@ -439,12 +452,15 @@ def main(argv=None):
             idle_loads.append(idle_load())
             print(f"  the cores were {100 * idle_loads[-1]:.0f}% busy with every runtime stopped")
     finally:
-        # All are told to quit first: their exits (seconds each for TensorFlow or JAX) overlap.
+        # All are told to quit first: their exits (seconds each for TensorFlow or JAX) overlap
+        # each other and the training step's (untimed) preparation; nothing is timed until
+        # they are gone (`closed.result()`).
         running = [process for _, _, process in processes if isinstance(process, RuntimeProcess)]
         for process in running:
             process.quit()
-        for process in running:
-            process.close()
+        closer = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        closed = closer.submit(lambda: [process.close() for process in running])
+        closer.shutdown(wait=False)
 
     phases["rounds"] = time.time() - started - sum(phases.values())
     training = []
@@ -470,6 +486,7 @@ def main(argv=None):
             pair = ordered[pair_start:pair_start + 2]
             with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
                 started_pair = list(pool.map(start_training, pair))
+            closed.result()
             for process in started_pair:
                 try:
                     training += process.measure(0)
@@ -480,6 +497,7 @@ def main(argv=None):
                              "image_size": args.image_size, "batch_size": args.training_batch,
                              "budget_s": 3.0 if not args.quick else 1.0}, backend="tensorflow")
 
+    closed.result()
     phases["training"] = time.time() - started - sum(phases.values())
     sweep = []
     sweep_timing = {"warmup": 1, "min_repeats": 3, "max_repeats": 10, "budget_s": args.budget}
@@ -489,12 +507,11 @@ def main(argv=None):
                "sizes": sweep_sizes, "batch_sizes": [1], "timing": sweep_timing, "max_ms": 4000,
                "kind": FILE_KINDS.get(runtime)}
         if worker == "files":
-            exported = run_job({**common, "worker": "export", "runtime": "export", "variants": [args.sweep_model],
-                                "kinds": [FILE_KINDS[runtime]], "sizes": sweep_sizes},
-                               backend="tensorflow", log=lambda *_: None)
-            job["files"] = exported[0] if "error" not in exported[0] else {}
+            job["files"] = sweep_exported[0] if "error" not in sweep_exported[0] else {}
             job["sizes"] = [s for s in sweep_sizes if f"{args.sweep_model}/{FILE_KINDS[runtime]}/{s}" in job["files"]]
-            errors = job["files"].get("errors", {}) if job["files"] else {"the export process": exported[0]["error"]}
+            errors = {key: message for key, message in job["files"].get("errors", {}).items()
+                      if key.split("/")[1] == FILE_KINDS[runtime]} if job["files"] \
+                else {"the export process": sweep_exported[0]["error"]}
             sweep += [{"runtime": runtime, "threads": args.threads, "error": f"export failed: {key}: {message}"}
                       for key, message in errors.items()]
             if not job["sizes"]:
