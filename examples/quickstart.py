@@ -1,9 +1,9 @@
 """Build a SwiftFormer, optionally load an official checkpoint, and classify a photograph.
 
-    python examples/quickstart.py                                  # random weights
-    python examples/quickstart.py --checkpoint SwiftFormer_L1.pth  # an official checkpoint
-    python examples/quickstart.py --checkpoint MBZUAI-swiftformer-l1/  # a Hub model folder
-    python examples/quickstart.py --checkpoint ckpt.pth --image my_photo.jpg
+    python examples/quickstart.py                                   # random weights
+    python examples/quickstart.py --weights SwiftFormer_L1.pth      # an official checkpoint
+    python examples/quickstart.py --weights MBZUAI-swiftformer-l1/  # a Hub model folder
+    python examples/quickstart.py --weights ckpt.pth --image my_photo.jpg
 
 The variant is read from the checkpoint's shapes (--model only for random weights). Any
 Keras backend: set KERAS_BACKEND=tensorflow|jax|torch.
@@ -18,7 +18,7 @@ import numpy as np
 
 import keras_swiftformer
 from keras_swiftformer.variants import find_variant
-from keras_swiftformer.weights import inspect_weights
+from keras_swiftformer.weights import PRETRAINED_WEIGHTS, inspect_weights
 
 PHOTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chelsea.jpg")
 
@@ -29,14 +29,22 @@ def main():
     )
     parser.add_argument("--model", choices=list(keras_swiftformer.VARIANTS),
                         help="default: the checkpoint's, else L1")
-    parser.add_argument("--checkpoint", help="official .pth, transformers file/folder, or .weights.h5")
+    parser.add_argument("--weights", help="official .pth, transformers file/folder, .weights.h5 or .keras "
+                        "file, imagenet or imagenet_v1 (default: random weights)")
     parser.add_argument("--attention-pooling", choices=["normalize", "softmax_v1"])
     parser.add_argument("--image", default=PHOTO, help="default: examples/chelsea.jpg (a tabby cat)")
     args = parser.parse_args()
 
     weights, variant = None, args.model
-    if args.checkpoint:
-        weights = inspect_weights(args.checkpoint)  # read once: its shapes name the variant
+    if args.weights in PRETRAINED_WEIGHTS:  # downloaded for --model
+        weights = args.weights
+    elif args.weights:
+        if not os.path.exists(args.weights):
+            parser.error(f"--weights {args.weights} not found")
+        try:
+            weights = inspect_weights(args.weights)  # read once: its shapes name the variant
+        except (ValueError, OSError) as error:  # not a checkpoint, damaged: one line
+            parser.exit(1, f"error: {error}\n")
         found = find_variant(weights.depths, weights.widths) if weights.depths else None
         if variant and found and variant != found:
             parser.error(f"--model {variant} was given but the checkpoint holds SwiftFormer-{found}")
@@ -64,8 +72,8 @@ def main():
         names = getattr(weights, "class_names", None) or [f"class {i}" for i in range(probabilities.shape[-1])]
         for i in np.argsort(-probabilities[0])[:5]:
             print(f"    {probabilities[0, i]:7.2%}  {names[i]}")
-    if args.checkpoint is None:
-        print("  (random weights: pass --checkpoint to load real ones)")
+    if args.weights is None:
+        print("  (random weights: pass --weights to load real ones)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Segments a photograph with a trained SwiftFormer segmenter and saves a colour overlay.
 
     python -m training.segment --model L1 --dataset DIR --output runs/seg ...   # train first
-    python examples/segment_photo.py photo.jpg --model runs/seg/final.keras --output overlay.png
+    python examples/segment_photo.py photo.jpg --weights runs/seg/final.keras --output overlay.png
 
 The image is resized with its aspect ratio kept to fit the model's input (or --image-size),
 padded, segmented, and the prediction is cropped back, upsampled to the photograph and blended
@@ -62,10 +62,10 @@ def main():
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("image", help="the photograph to segment")
-    parser.add_argument("--model", required=True, help="a segmenter saved by training.segment (final.keras)")
+    parser.add_argument("--weights", required=True, help="a segmenter saved by training.segment (its final.keras)")
     parser.add_argument("-o", "--output", default="overlay.png", help="the PNG to write")
     parser.add_argument("--image-size", type=int, help="input side (default: the model's fixed input, else 512)")
-    parser.add_argument("--labels", help="class names, one per line (default: labels.txt beside --model)")
+    parser.add_argument("--labels", help="class names, one per line (default: labels.txt beside --weights)")
     parser.add_argument("--upscale", type=int, default=1, help="enlarge the saved PNG (small photos)")
     args = parser.parse_args()
 
@@ -74,13 +74,21 @@ def main():
 
     import keras_swiftformer  # noqa: F401 - registers the layers for loading
 
-    if not os.path.exists(args.model):
-        parser.error(f"{args.model} not found: train a segmenter with `python -m training.segment` first")
-    model = keras.saving.load_model(args.model, compile=False)
+    if not os.path.exists(args.weights):
+        parser.error(f"--weights {args.weights} not found: train a segmenter with `python -m training.segment` first")
+    if not args.weights.endswith(".keras"):
+        parser.error(f"--weights {args.weights}: pass the whole model, the final.keras that "
+                     "`python -m training.segment` writes (a .weights.h5 holds no architecture)")
+    if not os.path.isfile(args.image):
+        parser.error(f"image {args.image} not found")
+    model = keras.saving.load_model(args.weights, compile=False)
+    if len(model.output_shape) != 4:
+        parser.error(f"--weights {args.weights} is a model with outputs of shape {model.output_shape}, "
+                     "not a segmenter's per-pixel classes: pass a final.keras from `python -m training.segment`")
     size = args.image_size or model.input_shape[1] or 512
     if size % 32:
         parser.error(f"--image-size must be a multiple of 32, got {size}")
-    labels = args.labels or os.path.join(os.path.dirname(os.path.abspath(args.model)), "labels.txt")
+    labels = args.labels or os.path.join(os.path.dirname(os.path.abspath(args.weights)), "labels.txt")
     names = None
     if os.path.exists(labels):
         with open(labels, encoding="utf-8") as file:

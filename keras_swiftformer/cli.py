@@ -22,6 +22,7 @@ from absl import logging as absl_logging
 from keras_swiftformer.convert import convert_checkpoint
 from keras_swiftformer.explain import explain_command
 from keras_swiftformer.export import (
+    DEFAULT_CALIBRATION_IMAGES,
     ExportError,
     calibration_array,
     export_input_size,
@@ -46,6 +47,8 @@ WEIGHTS_HELP = (
     "imagenet (current official release), imagenet_v1 (first release, Hugging Face Hub), a "
     ".weights.h5/.keras/.pth/.safetensors/.bin path, or none (random weights)"
 )
+
+MODEL_HELP = "XS, S, L1 or L3 (default: the variant a --weights file holds, else L1)"
 
 
 def variant_name(text):
@@ -142,7 +145,7 @@ def _parser(prog):
     predict = commands.add_parser("predict", help="classify images with an ImageNet-1k or fine-tuned model", **defaults)
     predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
     add_verbose(predict)
-    predict.add_argument("--model", type=variant_name, default="L1", help="XS, S, L1 or L3")
+    predict.add_argument("--model", type=variant_name, help=MODEL_HELP)
     predict.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
     predict.add_argument("--top", type=positive_int, default=5, help="classes to print per image")
     predict.add_argument("--image-size", type=positive_int,
@@ -170,7 +173,7 @@ def _parser(prog):
     )
     explain.add_argument("image", help="image file (JPEG, PNG, ...)")
     add_verbose(explain)
-    explain.add_argument("--model", type=variant_name, default="L1", help="XS, S, L1 or L3")
+    explain.add_argument("--model", type=variant_name, help=MODEL_HELP)
     explain.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
     explain.add_argument("--class", dest="class_name",
                          help="class to explain: a name, an ImageNet WordNet id or an index (default: the predicted one)")
@@ -180,7 +183,7 @@ def _parser(prog):
                          "trained at, else 224)")
 
     export = commands.add_parser("export", help="Keras SwiftFormer -> TFLite or ONNX, verified", **defaults)
-    export.add_argument("--model", type=variant_name, default="L1", help="XS, S, L1 or L3")
+    export.add_argument("--model", type=variant_name, help=MODEL_HELP)
     export.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
     export.add_argument("--format", choices=["tflite", "onnx"],
                         help="file format (default: from the -o suffix, .tflite or .onnx)")
@@ -235,6 +238,9 @@ def predict(args):
         tops = decode_predictions(probabilities, top=args.top)
     else:
         tops = [[(None, names[i], float(p[i])) for i in np.argsort(-p)[: args.top]] for p in probabilities]
+    if args.weights.lower() == "none":
+        print("warning: --weights none builds the model with random weights: its classes are "
+              "noise. Pass --weights imagenet or a trained file to classify.", file=sys.stderr)
     for path, top in zip(args.images, tops):
         print(f"{path}:")
         for wnid, name, score in top:
@@ -289,13 +295,23 @@ def export(args):
         f"cosine {report['cosine']:.5f}, top-1 agreement {report['top1_agreement']:.1%}, "
         f"latency {report['latency_ms']:.1f} ms (Keras {report['keras_latency_ms']:.1f} ms)"
     )
-    if report["probabilities"] and args.quantize == "int8" and report["cosine"] < 0.9:
-        print(
-            f"Note: the int8 file's probabilities move in steps of 1/256; these weights give near-uniform "
-            f"probabilities (about 1/{int(model.output.shape[-1])} each: untrained or random weights), "
-            "which round to 0, hence the low agreement. A trained model's top classes are well above "
-            "the step; `--logits` exports the raw scores, to compare with Keras' logits."
-        )
+    if args.quantize == "int8" and (report["cosine"] < 0.9 or report["top1_agreement"] < 0.9):
+        if report["probabilities"] and report["keras_top_score"] < 0.05:
+            print(
+                f"Note: the int8 file's probabilities move in steps of 1/256; these weights give near-uniform "
+                f"probabilities (about 1/{int(model.output.shape[-1])} each: untrained or random weights), "
+                "which round to 0, hence the low agreement. A trained model's top classes are well above "
+                "the step; `--logits` exports the raw scores, to compare with Keras' logits."
+            )
+        elif not (args.calibration and os.path.isdir(args.calibration)):
+            print("Note: verified on random pixels, on which int8 and float models often disagree; pass "
+                  "--calibration with a folder of your images to verify on them.")
+        else:
+            print(
+                f"Note: the int8 file's top class differs from Keras' on {1 - report['top1_agreement']:.0%} of "
+                f"{len(pixels)} of your images. Calibrate on more of them ({DEFAULT_CALIBRATION_IMAGES} by "
+                "default: --num-calibration, a folder that holds as many)."
+            )
     return 0
 
 

@@ -426,7 +426,7 @@ def draw_explanation(result, image_pixels, path):
     return path
 
 
-def explain_command(image, model="L1", weights="imagenet", class_name=None, output="explanation.png", image_size=None):
+def explain_command(image, model=None, weights="imagenet", class_name=None, output="explanation.png", image_size=None):
     """`swiftformer explain IMAGE`: explains the image and writes the PNG; prints what it
     wrote and the top-5 classes, and returns the `Explanation`."""
     if not os.path.isfile(image):

@@ -1,4 +1,9 @@
-"""The SwiftFormer variants as data: architecture plus what the paper reports for them."""
+"""The SwiftFormer variants as data (architecture plus what the paper reports for them), and
+the architecture of a built model, read from its layers."""
+
+import re
+
+import keras
 
 VARIANTS = {
     "XS": {
@@ -41,3 +46,39 @@ def find_variant(depths, widths):
         if tuple(spec["depths"]) == tuple(depths) and tuple(spec["widths"]) == tuple(widths):
             return key
     return None
+
+
+_STAGE_BLOCK = re.compile(r"^stage(\d+)_block(\d+)$")
+
+
+def stage_output_layers(model):
+    """The layers whose outputs are the stage outputs (strides 4, 8, 16, 32), in order."""
+    last = {}
+    for layer in model.layers:
+        match = _STAGE_BLOCK.match(layer.name)
+        if match:
+            stage, block = int(match.group(1)), int(match.group(2))
+            if block >= last.get(stage, (-1, None))[0]:
+                last[stage] = (block, layer)
+    if not last:
+        raise ValueError(
+            f"Model '{model.name}' has no SwiftFormer stages (layers named stage<i>_block<j>)."
+        )
+    return [last[stage][1] for stage in sorted(last)]
+
+
+def architecture(model):
+    """depths, widths, attention pooling, classes, distillation and classifier activation of a
+    built SwiftFormer (what `SwiftFormer(...)` needs to build it again)."""
+    stages = stage_output_layers(model)
+    depths = [sum(1 for layer in model.layers if layer.name.startswith(f"stage{i}_")) for i in range(len(stages))]
+    names = {layer.name: layer for layer in model.layers}
+    return {
+        "depths": tuple(depths),
+        "widths": tuple(layer.dim for layer in stages),
+        "attention_pooling": stages[-1].attn.attention_pooling,
+        "classes": names["head"].units if "head" in names else None,
+        "distillation": "dist_head" in names,
+        "activation": keras.activations.serialize(names["predictions"].activation)
+        if "predictions" in names else None,
+    }

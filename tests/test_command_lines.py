@@ -39,7 +39,7 @@ COMMANDS = {
 RETIRED = {
     "--variant": "--model", "--variants": "--models", "--sweep-variant": "--sweep-model",
     "--size": "--image-size", "--input-size": "--image-size", "--crop-size": "--image-size",
-    "--out": "-o/--output",
+    "--out": "-o/--output", "--checkpoint": "--weights",
 }
 
 
@@ -117,7 +117,7 @@ def test_help_shows_every_default(helps):
     ("python -m training.finetune", ["--dataset", "d", "-o", "out", "--epochs", "0"], "--epochs"),
     ("python -m training.segment", ["--dataset", "d", "-o", "out", "--depths", "1", "1", "1", "1"], "--widths"),
     ("python -m benchmarks", ["--models", "XXL"], "--models"),
-    ("python examples/segment_photo.py", ["photo.jpg"], "--model"),
+    ("python examples/segment_photo.py", ["photo.jpg"], "--weights"),
     ("swiftformer predict", ["x.jpg", "--model", "L2"], "--model"),
     ("swiftformer convert", ["a.pth", "-o", "xs.h5"], ".weights.h5"),
     ("swiftformer export", ["--model", "XS", "-o", "m.bin"], ".tflite or .onnx"),

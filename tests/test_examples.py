@@ -37,7 +37,7 @@ def test_quickstart_runs(tmp_path):
     reference = build_reference(spec["depths"], spec["widths"], attention_pooling="normalize")
     torch.save({"model": official_state_dict(reference)}, tmp_path / "SwiftFormer_XS.pth")
     result = subprocess.run(
-        [sys.executable, os.path.join(EXAMPLES, "quickstart.py"), "--checkpoint", str(tmp_path / "SwiftFormer_XS.pth")],
+        [sys.executable, os.path.join(EXAMPLES, "quickstart.py"), "--weights", str(tmp_path / "SwiftFormer_XS.pth")],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -65,9 +65,14 @@ def test_transfer_learning_example(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_SWIFTFORMER_MIRROR", str(mirror))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["transfer_learning.py", "--epochs", "1"])
     with tfds.testing.mock_data(num_examples=8):
         runpy.run_path(os.path.join(EXAMPLES, "transfer_learning.py"), run_name="__main__")
     assert (tmp_path / "swiftformer_xs_flowers.weights.h5").exists()
+    # --help shows the options and starts nothing (no download).
+    help_text = subprocess.run([sys.executable, os.path.join(EXAMPLES, "transfer_learning.py"), "--help"],
+                               capture_output=True, text=True, timeout=120)
+    assert help_text.returncode == 0 and "--epochs" in help_text.stdout
 
 
 def test_coral_example_runs_on_cpu(tmp_path):
@@ -100,7 +105,7 @@ def test_segment_photo_writes_an_overlay(tmp_path):
     output = tmp_path / "overlay.png"
     result = subprocess.run(
         [sys.executable, os.path.join(EXAMPLES, "segment_photo.py"), os.path.join(EXAMPLES, "chelsea.jpg"),
-         "--model", str(tmp_path / "segmenter.keras"), "--image-size", "96", "--output", str(output)],
+         "--weights", str(tmp_path / "segmenter.keras"), "--image-size", "96", "--output", str(output)],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -111,10 +116,16 @@ def test_segment_photo_writes_an_overlay(tmp_path):
     assert abs(sum(shares.values()) - 1.0) < 1e-3
     assert set(shares) <= {"background", "disk", "square", "triangle"}  # names, not class ids
     missing = subprocess.run(
-        [sys.executable, os.path.join(EXAMPLES, "segment_photo.py"), "x.jpg", "--model", str(tmp_path / "none.keras")],
+        [sys.executable, os.path.join(EXAMPLES, "segment_photo.py"), "x.jpg", "--weights", str(tmp_path / "none.keras")],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     assert missing.returncode != 0 and "training.segment" in missing.stderr
+    tiny_model().save_weights(tmp_path / "classifier.weights.h5")  # weights only: no architecture
+    weights_only = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "segment_photo.py"), "x.jpg", "--weights", str(tmp_path / "classifier.weights.h5")],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert weights_only.returncode == 2 and "final.keras" in weights_only.stderr.strip().splitlines()[-1]
 
 
 def test_retinanet_example_trains_and_draws(tmp_path):

@@ -253,10 +253,11 @@ def test_command_line(tmp_path, capsys):
     for i, image in enumerate(np.random.RandomState(0).randint(0, 255, (4, 80, 96, 3)).astype("uint8")):
         Image.fromarray(image).save(calibration / f"{i}.png")
     output = tmp_path / "xs_edgetpu.tflite"
-    code = cli([
-        "export", "--model", "XS", "--weights", str(weights), "--quantize", "int8", "--edgetpu",
-        "--calibration", str(calibration), "--image-size", "64", "-o", str(output),
-    ])
+    with pytest.warns(UserWarning, match="Calibrating int8 on 4 images only"):  # said, not refused
+        code = cli([
+            "export", "--model", "XS", "--weights", str(weights), "--quantize", "int8", "--edgetpu",
+            "--calibration", str(calibration), "--image-size", "64", "-o", str(output),
+        ])
     out = capsys.readouterr()
     assert code == 0, out.err[-2000:]
     assert "edge TPU" in out.out and "Verification against Keras" in out.out
@@ -276,6 +277,27 @@ def test_command_line(tmp_path, capsys):
 
 
 @pytest.mark.any_backend
+def test_export_from_a_weights_file(tmp_path, tiny):
+    """A fine-tuned weights file is all `export_tflite` needs: its architecture, class names
+    and trained side come from the file."""
+    from keras_swiftformer.models.swiftformer import architecture
+    from keras_swiftformer.weights import save_weights
+
+    names = [f"class {i}" for i in range(10)]
+    weights = str(tmp_path / "mine.weights.h5")
+    save_weights(tiny, weights, {**architecture(tiny), "class_names": names, "image_size": 64})
+    result = export_tflite(weights, tmp_path / "mine.tflite")
+    assert result["io"]["inputs"][0]["shape"] == [1, 64, 64, 3]
+    assert associated_files(open(result["path"], "rb").read())["labels.txt"].decode().splitlines() == names
+    pixels = np.random.RandomState(3).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    expected = _logits(tiny, preprocess_input(pixels))
+    probabilities = np.exp(expected) / np.exp(expected).sum(-1, keepdims=True)
+    assert np.abs(run_file(result["path"], pixels) - probabilities).max() <= FLOAT_TOLERANCE
+    with pytest.raises(ValueError, match="Pass `variant`"):
+        export_tflite("imagenet", tmp_path / "imagenet.tflite")
+    assert sorted(os.listdir(tmp_path)) == ["mine.json", "mine.labels.txt", "mine.tflite", "mine.weights.h5"]
+
+
 def test_a_fixed_input_model_exports_at_its_own_size(tmp_path):
     model = randomise_weights(tiny_model(input_shape=(64, 64, 3)), seed=4)
     images = np.random.RandomState(6).uniform(0, 255, (8, 64, 64, 3)).astype("float32")  # pixels

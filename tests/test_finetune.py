@@ -103,7 +103,7 @@ def test_kill_and_resume_continues_exactly(small_digits, tmp_path):
 
 
 @pytest.mark.any_backend(runs_on="torch")  # Keras' trainable flags: fit on each backend is covered above
-def test_frozen_backbone_then_unfrozen(small_digits, tmp_path):
+def test_frozen_backbone_then_unfrozen(small_digits, tmp_path, capsys):
     model = tiny_model(input_shape=(32, 32, 3))
     before = {v.path: to_numpy(v).copy() for v in model.weights}
     snapshots = {}
@@ -113,6 +113,9 @@ def test_frozen_backbone_then_unfrozen(small_digits, tmp_path):
             snapshots[epoch] = {v.path: to_numpy(v).copy() for v in model.weights}
 
     _run(small_digits, tmp_path, epochs=2, model=model, freeze_epochs=1, callbacks=[Snapshot()])
+    printed = capsys.readouterr().out  # each phase is announced
+    assert "Epochs 1-1 of 2: the new head only (backbone frozen)" in printed
+    assert "Epochs 2-2 of 2: the whole model" in printed
     # Both phases are in the log (the second appends to the first) and in the curves.
     assert [row["epoch"] for row in csv.DictReader(open(tmp_path / "log.csv"))] == ["0", "1"]
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["epoch_001.weights.h5", "epoch_002.weights.h5"]
@@ -199,6 +202,10 @@ def test_tfds_download_without_network_is_a_clear_error(tmp_path, monkeypatch):
     # The real preparation code ran as far as the network: no module of tfds was missing
     # (tensorflow-datasets 4.9.10 imports importlib_resources, which the tfds extra brings).
     assert "No module named" not in str(info.value) and "ModuleNotFoundError" not in str(info.value)
+    # Neither tfds' partial downloads nor the run's folder are left behind.
+    leftovers = [os.path.join(root, name) for root, folders, files in os.walk(tmp_path / "tfds")
+                 for name in folders + files if ".tmp." in name]
+    assert not leftovers and not (tmp_path / "out").exists()
 
 
 @pytest.mark.any_backend(runs_on="torch")
@@ -227,9 +234,13 @@ def test_command_line(small_digits, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].endswith(".png:") and len(lines) == 4
     assert all(line.split()[1].startswith("digit_") and line.split()[0].endswith("%") for line in lines[1:])
-    # The whole model file names the classes too (labels.txt beside it), at its trained side.
-    assert swiftformer(["predict", image, "--model", "XS", "--weights", str(tmp_path / "cli" / "final.keras")]) == 0
+    # The whole model file names the classes too (labels.txt beside it), at its trained side,
+    # and its variant: no --model needed. Another --model is one clear line.
+    assert swiftformer(["predict", image, "--weights", str(tmp_path / "cli" / "final.keras")]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[1].startswith("digit_")
+    assert swiftformer(["predict", image, "--model", "S", "--weights", str(tmp_path / "cli" / "final.keras")]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "are for SwiftFormer-XS" in error[0] and "SwiftFormer-S " in error[0], error
     plain = str(tmp_path / "plain.weights.h5")
     model.save_weights(plain)  # no record of class names: a clear error, not a wrong label
     assert swiftformer(["predict", image, "--model", "XS", "--weights", plain]) == 1

@@ -180,7 +180,7 @@ def test_no_network(tmp_path, monkeypatch):
         fetch_weights("L1", "imagenet_v1", timeout=5)
     message = str(info.value)
     assert "http://127.0.0.1:9/MBZUAI/swiftformer-l1/resolve/main/model.safetensors" in message
-    assert "pass its path as weights=" in message
+    assert "pass its path as --weights PATH (weights=PATH in Python)" in message
     with pytest.raises(ValueError, match="exist only for the SwiftFormer variants"):
         keras_swiftformer.SwiftFormer((1, 1, 1, 1), (8, 16, 24, 32), weights="imagenet")
 
@@ -193,6 +193,8 @@ def test_predict_command(hosts, capsys):
     report = out[first:]  # before it: the download's progress
     assert len(report) == 8 and report[4].endswith("chelsea.jpg:")
     assert all("%" in line and "(n0" in line for line in report[1:4] + report[5:8])
+    assert cli(["predict", image, "--model", "XS", "--weights", "none", "--top", "1"]) == 0
+    assert "random weights: its classes are noise" in capsys.readouterr().err
     assert cli(["predict", "missing.jpg", "--model", "XS"]) == 1
     assert "Image(s) not found: missing.jpg" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:  # a usage error: exit code 2, naming the flag

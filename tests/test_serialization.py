@@ -33,6 +33,20 @@ def test_keras_file_round_trip(tmp_path, release):
     )
 
 
+def test_keras_file_of_another_architecture_is_a_clear_error(tmp_path):
+    """A `.keras` file names its architecture (as a `.weights.h5` record does): building
+    another one with it is one clear line, not Keras' shape error; a head of another size is
+    new, not partly copied."""
+    path = str(tmp_path / "tiny.keras")
+    tiny_model().save(path)
+    with pytest.raises(ValueError, match=r"are for a custom SwiftFormer \(depths \(2, 1, 2, 1\).*"
+                       r"being built is a custom SwiftFormer \(depths \(1, 1, 2, 1\)"):
+        SwiftFormer((1, 1, 2, 1), TINY["widths"], weights=path)
+    with pytest.raises(ValueError, match="widths"):
+        SwiftFormer(TINY["depths"], (8, 16, 24, 40), weights=path)
+    assert tiny_model(weights=path, classes=3).output.shape[-1] == 3
+
+
 def test_plain_weights_file_round_trip(tmp_path):
     model = tiny_model()
     randomise_weights(model, seed=1)

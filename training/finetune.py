@@ -121,11 +121,9 @@ def finetune(
         raise DatasetError(
             f"batch_size={batch_size} is larger than the training split ({train_split.size} images)."
         )
-    create_output(output, {
-        "model": variant or model.name, "weights": weights if weights is None or isinstance(weights, str) else "given",
-        "dataset": os.fspath(dataset), "classes": class_names, "image_size": image_size,
-        "batch_size": batch_size, "epochs": epochs, "freeze_epochs": freeze_epochs, "seed": seed,
-    }, resume)
+    if train_split.size % batch_size:
+        print(f"Each epoch trains on {steps * batch_size} of the {train_split.size} training images "
+              f"({steps} full batches of {batch_size}); each epoch's order differs, so every image is used.")
 
     scope = distribution_scope(data_parallel)
     with scope():
@@ -152,6 +150,13 @@ def finetune(
         )
         if teacher is not None:
             trainer(np.zeros((1, image_size, image_size, 3), "float32"))
+
+    # The folder is created once the model is built: a failed download leaves nothing.
+    create_output(output, {
+        "model": variant or model.name, "weights": weights if weights is None or isinstance(weights, str) else "given",
+        "dataset": os.fspath(dataset), "classes": class_names, "image_size": image_size,
+        "batch_size": batch_size, "epochs": epochs, "freeze_epochs": freeze_epochs, "seed": seed,
+    }, resume)
 
     val_data = make_pipeline(val_split, len(class_names), image_size, batch_size, training=False)
     common = [
@@ -187,8 +192,10 @@ def finetune(
         if os.path.exists(frozen_done):
             student.load_weights(frozen_done)
         else:
+            print(f"Epochs 1-{freeze_epochs} of {epochs}: the new head only (backbone frozen)")
             run_phase(0, freeze_epochs, FROZEN_BACKUP, trainable_backbone=False)
             save_weights(student, frozen_done)
+        print(f"Epochs {freeze_epochs + 1}-{epochs} of {epochs}: the whole model")
     run_phase(freeze_epochs, epochs, BACKUP, trainable_backbone=True)
 
     final, final_model = save_final(student, output, metadata={

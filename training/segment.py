@@ -118,11 +118,6 @@ def train_segmenter(
     steps = train_split.size // batch_size
     if steps == 0:
         raise DatasetError(f"batch_size={batch_size} is larger than the training split ({train_split.size}).")
-    create_output(output, {
-        "model": model if isinstance(model, str) else model.name, "dataset": os.fspath(dataset),
-        "num_classes": num_classes, "image_size": crop_size, "batch_size": batch_size,
-        "epochs": epochs, "seed": seed,
-    }, resume)
 
     if isinstance(model, keras.Model):
         segmenter = model
@@ -136,6 +131,12 @@ def train_segmenter(
             input_shape=(crop_size, crop_size, 3), head_norm=head_norm,
             drop_path_rate=drop_path_rate, **segmenter_options,
         )
+    # The folder is created once the model is built: a failed download leaves nothing.
+    create_output(output, {
+        "model": model if isinstance(model, str) else model.name, "dataset": os.fspath(dataset),
+        "num_classes": num_classes, "image_size": crop_size, "batch_size": batch_size,
+        "epochs": epochs, "seed": seed,
+    }, resume)
     start = backed_up_epoch(os.path.join(output, BACKUP), 0)
     segmenter.compile(
         optimizer=_optimizer(segmenter, learning_rate, weight_decay, steps * epochs),

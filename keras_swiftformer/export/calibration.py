@@ -10,6 +10,17 @@ from keras_swiftformer.optional import require
 from keras_swiftformer.preprocessing import IMAGE_SUFFIXES, load_image
 
 DEFAULT_CALIBRATION_IMAGES = 200
+# Fewer images than this give int8 ranges that the next image's activations often overflow.
+FEW_CALIBRATION_IMAGES = 50
+
+
+def _warn_if_few(images, asked, source):
+    if len(images) < min(asked, FEW_CALIBRATION_IMAGES):
+        warnings.warn(
+            f"Calibrating int8 on {len(images)} images only ({source}): the activation ranges of "
+            f"so few images clip other images' values, which costs accuracy. Pass {FEW_CALIBRATION_IMAGES}-"
+            f"{DEFAULT_CALIBRATION_IMAGES} of your images.", stacklevel=4,
+        )
 
 
 def _folder_images(folder, count, image_size, include_preprocessing):
@@ -37,6 +48,7 @@ def _folder_images(folder, count, image_size, include_preprocessing):
         raise ValueError(f"None of the images in {folder} could be read: {unreadable[:5]}")
     if unreadable:
         warnings.warn(f"Skipped {len(unreadable)} unreadable calibration images: {unreadable[:5]}", stacklevel=3)
+    _warn_if_few(images, count, folder)
     return np.stack(images)
 
 
@@ -58,6 +70,7 @@ def _tfds_images(name, count, image_size, include_preprocessing):
         progress.add(1)
     if not images:
         raise ValueError(f"The tfds dataset {name!r} yielded no images.")
+    _warn_if_few(images, count, name)
     return np.stack(images)
 
 

@@ -10,8 +10,14 @@ after the five explicitly padded stride-2 convolutions, which stays as one ADD e
 import keras
 import numpy as np
 
-from keras_swiftformer.models.swiftformer import SwiftFormer, architecture, build_variant, stage_output_layers
+from keras_swiftformer.models.swiftformer import (
+    SwiftFormer,
+    architecture,
+    build_with_record,
+    stage_output_layers,
+)
 from keras_swiftformer.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from keras_swiftformer.weights.pretrained import PRETRAINED_WEIGHTS
 from keras_swiftformer.weights.sources import copy_matching_layers
 
 
@@ -77,15 +83,19 @@ def export_input_size(model, input_size=None):
 
 
 def as_model(model_or_weights, variant):
-    """The model to export: a Keras model as it is, or `variant` built with these weights."""
+    """The model to export and what its weights record: `(model, class_names, image_size)`.
+    A Keras model is taken as it is (None, None); weights build `variant` (default: the
+    variant a weights file holds; "imagenet" needs it) with the class names and side that
+    fine-tuned weights record."""
     if isinstance(model_or_weights, keras.Model):
-        return model_or_weights
-    if variant is None:
+        return model_or_weights, None, None
+    named = isinstance(model_or_weights, str) and (model_or_weights in PRETRAINED_WEIGHTS or model_or_weights.lower() == "none")
+    if variant is None and (model_or_weights is None or named):
         raise ValueError(
-            "Pass `variant` (XS, S, L1, L3) when exporting from weights rather than a model. "
-            f"Received: model_or_weights={model_or_weights!r}, variant=None"
+            "Pass `variant` (XS, S, L1, L3) when exporting ImageNet or random weights rather than a "
+            f"model or a weights file. Received: model_or_weights={model_or_weights!r}, variant=None"
         )
-    return build_variant(variant, weights=model_or_weights)
+    return build_with_record(variant, model_or_weights)
 
 
 def _fixed_input(model, images, x):

@@ -25,8 +25,8 @@ def export_onnx(model_or_weights, path, input_size=None, batch_size=1, dynamic_a
         raise ValueError(f"`path` must end in '.onnx'. Received: path={path!r}")
     require_installed("tensorflow", "ONNX export (tf2onnx converts TensorFlow graphs)", extra="export")
     require_installed("tf2onnx", "ONNX export")
-    model = as_model(model_or_weights, variant)
-    options = dict(input_size=export_input_size(model, input_size), batch_size=batch_size, dynamic_axes=dynamic_axes, opset=opset)
+    model, _, trained_size = as_model(model_or_weights, variant)
+    options = dict(input_size=export_input_size(model, trained_size if input_size is None else input_size), batch_size=batch_size, dynamic_axes=dynamic_axes, opset=opset)
     if keras.backend.backend() != "tensorflow":
         return run_in_tensorflow({"format": "onnx", "path": os.fspath(path), **options}, model, None)
     return export_onnx_here(model, path, **options)

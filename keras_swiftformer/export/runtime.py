@@ -142,8 +142,9 @@ def verify(exported_file, keras_model, data, threads=2, repeats=10, include_prep
     softmax before the comparison.
 
     Returns max abs difference, cosine similarity and top-1 agreement of the outputs
-    (probabilities or logits, as the file gives), whether they are probabilities, and the
-    median latency of one sample through the file and through the Keras model.
+    (probabilities or logits, as the file gives), whether they are probabilities, Keras' mean
+    top score, and the median latency of one sample through the file and through the Keras
+    model.
     """
     data = np.asarray(data, "float32")
     contract = _contract(exported_file)
@@ -177,6 +178,7 @@ def verify(exported_file, keras_model, data, threads=2, repeats=10, include_prep
         "max_abs_diff": float(np.abs(outputs - reference).max()),
         "cosine": cosine,
         "top1_agreement": float(np.mean(outputs.argmax(-1) == reference.argmax(-1))),
+        "keras_top_score": float(reference.reshape(len(data), -1).max(-1).mean()),
         "probabilities": bool(probabilities or contract.get("probabilities")),
         "latency_ms": 1000 * float(np.median(timings)),
         "keras_latency_ms": 1000 * float(np.median(keras_timings)),

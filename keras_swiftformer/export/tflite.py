@@ -268,8 +268,9 @@ def export_tflite(
     """Writes a TFLite file of a SwiftFormer classifier, verified to hold builtin ops only.
 
     Args:
-        model_or_weights: a Keras SwiftFormer (any backend), or weights (`"imagenet"`, a path)
-            together with `variant`.
+        model_or_weights: a Keras SwiftFormer (any backend), or weights: a weights file (its
+            variant, class names and trained side are read from it) or `"imagenet"` with
+            `variant`.
         path: the `.tflite` file to write (atomically). Classifiers and segmenters carry TFLite
             metadata (input normalisation, labels packed in) that MediaPipe Tasks reads;
             `<name>.json` (input contract) and, when the classes have names,
@@ -306,8 +307,9 @@ def export_tflite(
     require_installed("tensorflow", "TFLite export (the converter is TensorFlow's)", extra="export")
     if not os.fspath(path).endswith(".tflite"):
         raise ValueError(f"`path` must end in '.tflite'. Received: path={path!r}")
-    model = as_model(model_or_weights, variant)
-    input_size = export_input_size(model, input_size)
+    model, recorded_names, trained_size = as_model(model_or_weights, variant)
+    input_size = export_input_size(model, trained_size if input_size is None else input_size)
+    class_names = recorded_names if class_names is None else class_names
     calibration = None
     if quantization == "int8":
         if representative_data is None:

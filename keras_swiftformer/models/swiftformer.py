@@ -1,6 +1,5 @@
 """SwiftFormer image classifiers with the keras.applications signature."""
 
-import re
 
 import keras
 
@@ -10,8 +9,8 @@ from keras_swiftformer.layers.efficient_additive_attention import validate_atten
 from keras_swiftformer.layers.primitives import batch_norm, dense
 from keras_swiftformer.layers.stem import Stem
 from keras_swiftformer.layers.swiftformer_encoder import SwiftFormerEncoder
-from keras_swiftformer.variants import get_variant
-from keras_swiftformer.weights.sources import HEAD_LAYERS, copy_matching_layers, inspect_weights
+from keras_swiftformer.variants import architecture, find_variant, get_variant, stage_output_layers  # noqa: F401 - re-exported
+from keras_swiftformer.weights.sources import HEAD_LAYERS, PRETRAINED, copy_matching_layers, inspect_weights
 
 _POOLINGS = (None, "avg", "max")
 
@@ -225,15 +224,30 @@ def build_with_record(variant, weights="imagenet"):
     """The classifier of a variant with `weights` ("none" or None: random initialisation),
     and what the weights record: `(model, class_names, image_size)`, the last two None except
     for fine-tuned weights (class names that match the head, the side they were trained at).
-    The weights are read once. What the command lines and `explain` build from."""
-    _, spec = get_variant(variant)
+    The weights are read once. What the command lines and `explain` build from.
+
+    `variant=None`: the architecture a weights file holds (a variant, or any depths and
+    widths), else L1."""
     if isinstance(weights, str) and weights.lower() == "none":
         weights = None
-    source = None if weights is None else inspect_weights(weights, spec["depths"], spec["widths"])
-    model = build_variant(variant, weights=source)
+    source = None
+    if variant is None and weights is not None and weights not in PRETRAINED:
+        source = inspect_weights(weights)  # a file: it names its architecture
+        if source.depths and not find_variant(source.depths, source.widths):
+            model = SwiftFormer(source.depths, source.widths, weights=source)  # a custom one
+            return model, _recorded_names(source, model), source.image_size
+        variant = find_variant(source.depths, source.widths) if source.depths else None
+    _, spec = get_variant(variant or "L1")
+    if weights is not None and source is None:
+        source = inspect_weights(weights, spec["depths"], spec["widths"])
+    model = build_variant(variant or "L1", weights=source)
+    return model, _recorded_names(source, model), getattr(source, "image_size", None)
+
+
+def _recorded_names(source, model):
+    """The class names the weights record, if they name each of the model's classes."""
     names = getattr(source, "class_names", None)
-    names = list(names) if names and len(names) == model.output.shape[-1] else None
-    return model, names, getattr(source, "image_size", None)
+    return list(names) if names and len(names) == model.output.shape[-1] else None
 
 
 def _variant_builder(variant):
@@ -287,25 +301,6 @@ SwiftFormerL3 = _variant_builder("L3")
 _BUILDERS = {"XS": SwiftFormerXS, "S": SwiftFormerS, "L1": SwiftFormerL1, "L3": SwiftFormerL3}
 
 
-_STAGE_BLOCK = re.compile(r"^stage(\d+)_block(\d+)$")
-
-
-def stage_output_layers(model):
-    """The layers whose outputs are the stage outputs (strides 4, 8, 16, 32), in order."""
-    last = {}
-    for layer in model.layers:
-        match = _STAGE_BLOCK.match(layer.name)
-        if match:
-            stage, block = int(match.group(1)), int(match.group(2))
-            if block >= last.get(stage, (-1, None))[0]:
-                last[stage] = (block, layer)
-    if not last:
-        raise ValueError(
-            f"Model '{model.name}' has no SwiftFormer stages (layers named stage<i>_block<j>)."
-        )
-    return [last[stage][1] for stage in sorted(last)]
-
-
 def stage_feature_model(model):
     """A model sharing `model`'s weights whose outputs are the four stage outputs."""
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
@@ -314,20 +309,3 @@ def stage_feature_model(model):
         [layer.output for layer in stage_output_layers(model)],
         name=f"{model.name}_stages",
     )
-
-
-def architecture(model):
-    """depths, widths, attention pooling, classes, distillation and classifier activation of a
-    built SwiftFormer (what `SwiftFormer(...)` needs to build it again)."""
-    stages = stage_output_layers(model)
-    depths = [sum(1 for layer in model.layers if layer.name.startswith(f"stage{i}_")) for i in range(len(stages))]
-    names = {layer.name: layer for layer in model.layers}
-    return {
-        "depths": tuple(depths),
-        "widths": tuple(layer.dim for layer in stages),
-        "attention_pooling": stages[-1].attn.attention_pooling,
-        "classes": names["head"].units if "head" in names else None,
-        "distillation": "dist_head" in names,
-        "activation": keras.activations.serialize(names["predictions"].activation)
-        if "predictions" in names else None,
-    }

@@ -9,6 +9,7 @@ pipeline now takes (about 6 ms: JPEG crop decode, bicubic resize, batch augmenta
 
 import dataclasses
 import os
+import shutil
 import warnings
 
 import numpy as np
@@ -155,6 +156,17 @@ def folder_datasets(directory, validation_split=0.1, seed=0):
     return subset(train), subset(val)
 
 
+def _partial_downloads(folder):
+    """The paths of tfds' partial downloads under `folder` (names with `.tmp.`)."""
+    found = set()
+    for root, directories, files in os.walk(folder):
+        for name in directories + files:
+            if ".tmp." in name:
+                found.add(os.path.join(root, name))
+        directories[:] = [name for name in directories if ".tmp." not in name]
+    return found
+
+
 def prepared_tfds_builder(name, data_dir=None, alternative="a folder of class subfolders", check=None):
     """A tfds builder with its data prepared, or a DatasetError that says what to do.
 
@@ -168,9 +180,17 @@ def prepared_tfds_builder(name, data_dir=None, alternative="a folder of class su
         raise DatasetError(f"Unknown tensorflow-datasets name {name!r}: {str(error)[:500]}") from error
     if check is not None:
         check(builder)
+    downloads = os.path.join(getattr(builder, "_data_dir_root", None) or "", "downloads")
+    before = _partial_downloads(downloads)
     try:
         builder.download_and_prepare()
     except Exception as error:  # noqa: BLE001
+        # tfds leaves its partial downloads (`*.tmp.*`) behind when a download fails.
+        for path in _partial_downloads(downloads) - before:
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
         raise DatasetError(
             f"Could not download or prepare the tfds dataset {name!r} ({type(error).__name__}: "
             f"{str(error)[:300]}). Without internet, prepare it on another machine and pass "

@@ -264,7 +264,7 @@ def _help(variant, weights, spec, release):
     name = spec.get("mirror_name") or f"{spec['repo'].split('/')[-1]}/{spec['files'][0]}"
     return (
         "To load the weights without this download, fetch the file on a machine with internet "
-        f"and pass its path as weights=..., or set KERAS_SWIFTFORMER_MIRROR to a folder or URL "
+        f"and pass its path as --weights PATH (weights=PATH in Python), or set KERAS_SWIFTFORMER_MIRROR to a folder or URL "
         f"holding it as '{name}'."
     )
 

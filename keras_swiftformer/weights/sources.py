@@ -15,7 +15,7 @@ import warnings
 
 import keras
 
-from keras_swiftformer.variants import find_variant
+from keras_swiftformer.variants import architecture, find_variant
 from keras_swiftformer.weights import pretrained
 from keras_swiftformer.weights.checkpoint import CheckpointError, infer_architecture, read_checkpoint
 from keras_swiftformer.weights.keras_files import (
@@ -38,13 +38,24 @@ def describe(depths, widths):
 
 
 def copy_matching_layers(source, target, skip=()):
-    """Copies the weights of every layer of `target` that `source` has under the same name."""
+    """Copies the weights of every layer of `target` that `source` has under the same name; a
+    layer whose variables differ in shape is an error naming it (nothing is copied then)."""
     source_layers = {layer.name: layer for layer in source.layers}
+    pairs = []
     for layer in target.layers:
         if layer.name in skip or not layer.weights or layer.name not in source_layers:
             continue
-        for destination, value in zip(layer.weights, source_layers[layer.name].weights):
-            destination.assign(value)
+        values = source_layers[layer.name].weights
+        shapes = [tuple(v.shape) for v in values]
+        if shapes != [tuple(v.shape) for v in layer.weights]:
+            raise ValueError(
+                f"Could not copy the weights of layer '{layer.name}' from '{source.name}' into "
+                f"'{target.name}': they have other shapes ({len(values)} variables of shapes "
+                f"{shapes[:2]}...). Build the same configuration the weights were saved from."
+            )
+        pairs.extend(zip(layer.weights, values))
+    for destination, value in pairs:
+        destination.assign(value)
 
 
 class WeightsSource(abc.ABC):
@@ -147,6 +158,11 @@ class KerasModelFile(WeightsSource):
         super().__init__(path)
         self.path = path
         self.model = keras.saving.load_model(path, compile=False)
+        try:  # a SwiftFormer (classifier, backbone) names its variant; another model does not
+            spec = architecture(self.model)
+            self.depths, self.widths = spec["depths"], spec["widths"]
+        except (ValueError, AttributeError):
+            pass
         layers = {layer.name: layer for layer in self.model.layers}
         if "head" in layers:
             self.classes = int(layers["head"].units)
