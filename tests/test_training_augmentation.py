@@ -265,6 +265,9 @@ def test_random_erasing_boxes_and_noise():
     sometimes = augment.random_erasing(tf.constant(np.full((400, 24, 24, 3), 7.0, "float32")),
                                        tf.constant([2, 9]), probability=0.25).numpy()
     assert 0.18 < np.mean(np.any(sometimes != 7.0, axis=(1, 2, 3))) < 0.32
+    # A batch with no image erased (common at 0.25 and small batches) passes unchanged.
+    untouched = augment.random_erasing(tf.constant(images[:4]), tf.constant([3, 9]), probability=0.0).numpy()
+    np.testing.assert_array_equal(untouched, images[:4])
 
 
 def test_jpeg_crop_decoding_matches_decoding_the_whole_file(tmp_path):

@@ -376,21 +376,36 @@ def erasing_boxes(seed, batch_size, height, width, probability, min_area=0.02, m
 
 def random_erasing(images, seed, probability):
     """timm's RandomErasing(probability, mode='pixel', max_count=1) on normalised images.
-    Noise is drawn for the erased images only (a quarter of a batch at timm's 0.25)."""
+    Noise is drawn for the erased boxes only (at timm's 0.25: a quarter of the images, a fifth
+    of each on average): drawing normal values costs more than the rest of the operation."""
     shape = tf.shape(images)
     height, width = shape[1], shape[2]
     erased, top, left, box_height, box_width = erasing_boxes(seed, shape[0], height, width, probability)
     chosen = tf.where(erased)[:, 0]
     top, left, box_height, box_width = (tf.gather(v, chosen) for v in (top, left, box_height, box_width))
     count = tf.shape(chosen)[0]
+    noise_seed = _seeds(seed, 6)[5]
+
+    def box_noise(box):  # the box's noise, zero around it, as rows of width * 3 values
+        index, box_top, box_left, rows, columns = tf.unstack(box)
+        noise = tf.random.stateless_normal(
+            [rows, columns * 3], tf.random.experimental.stateless_fold_in(noise_seed, index)
+        )
+        return tf.pad(noise, [[box_top, height - box_top - rows], [box_left * 3, (width - box_left - columns) * 3]])
+
+    boxes = tf.stack([tf.range(count), top, left, box_height, box_width], axis=1)
+    noise = tf.cond(  # map_fn cannot stack an empty list of unknown shape: no image erased
+        count > 0,
+        lambda: tf.map_fn(box_noise, boxes, fn_output_signature=tf.TensorSpec([None, None], tf.float32)),
+        lambda: tf.zeros([0, height, width * 3]),
+    )
     rows = tf.range(height)[None, :]
     columns = tf.range(width * 3)[None, :] // 3  # of rows of width * 3 values
     inside_rows = (rows >= top[:, None]) & (rows < (top + box_height)[:, None])
     inside_columns = (columns >= left[:, None]) & (columns < (left + box_width)[:, None])
-    inside = tf.cast(inside_rows[:, :, None], tf.float32) * tf.cast(inside_columns[:, None, :], tf.float32)
+    outside = 1.0 - tf.cast(inside_rows[:, :, None], tf.float32) * tf.cast(inside_columns[:, None, :], tf.float32)
     originals = tf.reshape(tf.gather(images, chosen), [count, height, width * 3])
-    noise = tf.random.stateless_normal([count, height, width * 3], _seeds(seed, 6)[5])
-    erased_images = tf.reshape(originals + inside * (noise - originals), [count, height, width, 3])
+    erased_images = tf.reshape(originals * outside + noise, [count, height, width, 3])
     return tf.tensor_scatter_nd_update(images, chosen[:, None], erased_images)
 
 
