@@ -67,6 +67,12 @@ VERSIONED = ("keras", "tensorflow", "jax", "torch", "transformers", "onnxruntime
              "onnx", "numpy")
 
 
+def _export_errors(files, runtime):
+    """The export failures ("variant/kind/size": message) of the file kind `runtime` runs."""
+    return {key: message for key, message in files.get("errors", {}).items()
+            if key.split("/")[1] == FILE_KINDS[runtime]}
+
+
 def _check_installed(runtimes, training, pipeline):
     needed = {"torch", "transformers", "matplotlib"}
     for runtime in runtimes:
@@ -399,8 +405,7 @@ def main(argv=None):
                "timing": timing, "kind": FILE_KINDS.get(runtime)}
         if worker == "files":
             job["files"] = exported.result()
-            failed = {key: message for key, message in job["files"].get("errors", {}).items()
-                      if key.split("/")[1] == FILE_KINDS[runtime]}
+            failed = _export_errors(job["files"], runtime)
             if failed:
                 return failed
         return RuntimeProcess(job, backend)
@@ -509,8 +514,7 @@ def main(argv=None):
         if worker == "files":
             job["files"] = sweep_exported[0] if "error" not in sweep_exported[0] else {}
             job["sizes"] = [s for s in sweep_sizes if f"{args.sweep_model}/{FILE_KINDS[runtime]}/{s}" in job["files"]]
-            errors = {key: message for key, message in job["files"].get("errors", {}).items()
-                      if key.split("/")[1] == FILE_KINDS[runtime]} if job["files"] \
+            errors = _export_errors(job["files"], runtime) if job["files"] \
                 else {"the export process": sweep_exported[0]["error"]}
             sweep += [{"runtime": runtime, "threads": args.threads, "error": f"export failed: {key}: {message}"}
                       for key, message in errors.items()]
