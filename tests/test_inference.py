@@ -65,6 +65,18 @@ def test_every_block_folds_its_batch_norm_and_layer_scale():
         assert float(np.abs(actual - expected).max()) <= 1e-5 * max(1.0, float(np.abs(expected).max()))
 
 
+def test_the_model_still_works_after_its_folded_copy_predicts():
+    """The copy shares no array with `model`: on JAX, Keras' predict donates the arrays of
+    the model it runs, which would delete a shared one from `model` too."""
+    model = randomise_weights(tiny_model(), seed=4)
+    images = random_images((2, 64, 64, 3), seed=5)
+    before = to_numpy(model.predict(images, verbose=0))
+    folded = inference_model(model)
+    np.testing.assert_allclose(to_numpy(folded.predict(images, verbose=0)), before, atol=1e-4)
+    np.testing.assert_array_equal(to_numpy(model.predict(images, verbose=0)), before)
+    assert all(np.isfinite(to_numpy(v)).all() for v in model.weights)  # every array still there
+
+
 def test_folded_model_saves_and_loads(tmp_path):
     folded = inference_model(randomise_weights(tiny_model(), seed=7))
     path = str(tmp_path / "folded.keras")

@@ -139,7 +139,9 @@ class SwiftFormerEncoder(keras.layers.Layer):
         self.local_representation.fold_into(target.local_representation)
         for name in ("to_query", "to_key", "proj"):
             getattr(target.attn, name).set_weights(getattr(self.attn, name).get_weights())
-        target.attn.w_g.assign(self.attn.w_g)
+        # A copy: on JAX, Keras' predict donates the copy's arrays, so a shared one would be
+        # deleted from this model too.
+        target.attn.w_g.assign(keras.ops.convert_to_numpy(self.attn.w_g))
         layer_scale_1 = keras.ops.convert_to_numpy(self.layer_scale_1.scale).astype("float64")
         kernel, bias = kernel_and_bias(self.attn.final)
         assign_folded(target.attn.final, kernel * layer_scale_1, bias * layer_scale_1)

@@ -55,7 +55,9 @@ def copy_matching_layers(source, target, skip=()):
             )
         pairs.extend(zip(layer.weights, values))
     for destination, value in pairs:
-        destination.assign(value)
+        # Copied, not shared: on JAX, Keras' fit and predict donate a model's arrays, which
+        # would delete them from the other model too.
+        destination.assign(keras.ops.convert_to_numpy(value))
 
 
 class WeightsSource(abc.ABC):
