@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 import keras_swiftformer
+from keras_swiftformer.cli import HelpFormatter
 from keras_swiftformer.variants import find_variant
 from keras_swiftformer.weights import PRETRAINED_WEIGHTS, inspect_weights
 
@@ -25,12 +26,12 @@ PHOTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chelsea.jpg")
 
 def main():
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.splitlines()[0], formatter_class=HelpFormatter
     )
     parser.add_argument("--model", choices=list(keras_swiftformer.VARIANTS),
                         help="default: the checkpoint's, else L1")
     parser.add_argument("--weights", help="official .pth, transformers file/folder, .weights.h5 or .keras "
-                        "file, imagenet or imagenet_v1 (default: random weights)")
+                        "file, imagenet or imagenet_v1 (none given: random weights)")
     parser.add_argument("--attention-pooling", choices=["normalize", "softmax_v1"])
     parser.add_argument("--image", default=PHOTO, help="default: examples/chelsea.jpg (a tabby cat)")
     args = parser.parse_args()

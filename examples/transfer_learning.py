@@ -1,8 +1,10 @@
-"""Transfer learning in plain Keras: pretrained SwiftFormer-XS, a new head, tf_flowers (or
-another tensorflow-datasets image dataset). `python -m training.finetune` does the same with
-the full official recipe, logs, checkpoints and resume.
+"""Transfer learning in plain Keras: pretrained SwiftFormer-XS with a new head, on a tfds dataset.
 
-    python examples/transfer_learning.py [--dataset tf_flowers] [--epochs 5] [-o OUT.weights.h5]
+tf_flowers by default, or another tensorflow-datasets image dataset; `--data-dir` reads one
+prepared on another machine. `python -m training.finetune` does the same with the full
+official recipe, logs, checkpoints, resume, and folders of your own images.
+
+    python examples/transfer_learning.py [--dataset tf_flowers] [--data-dir DIR] [--epochs 5] [-o OUT.weights.h5]
 """
 
 import argparse
@@ -12,21 +14,23 @@ import keras
 import tensorflow as tf
 
 import keras_swiftformer
+from keras_swiftformer.cli import HelpFormatter
 from keras_swiftformer.training.data import DatasetError, evaluation_transform, normalize, prepared_tfds_builder
 from keras_swiftformer.weights import save_weights
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--dataset", default="tf_flowers", help="a tfds image classification dataset")
+    parser.add_argument("--data-dir", help="tensorflow-datasets data folder (default: tfds' own, ~/tensorflow_datasets)")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs")
     parser.add_argument("-o", "--output", default="swiftformer_xs_flowers.weights.h5", help="the weights to write")
     args = parser.parse_args()
     if not args.output.endswith(".weights.h5"):
         parser.error(f"-o {args.output}: end the name with .weights.h5")
     try:
-        builder = prepared_tfds_builder(args.dataset)  # downloads once; offline: a clear error
+        builder = prepared_tfds_builder(args.dataset, args.data_dir)  # downloads once; offline: a clear error
     except DatasetError as error:
         sys.exit(f"error: {error}")
     train, val = builder.as_dataset(split=["train[:90%]", "train[90%:]"], as_supervised=True)
