@@ -1,6 +1,5 @@
 """SwiftFormer image classifiers with the keras.applications signature."""
 
-
 import keras
 
 from keras_swiftformer.layers.conv_encoder import ConvEncoder
@@ -233,14 +232,16 @@ def build_with_record(variant, weights="imagenet"):
     source = None
     if variant is None and weights is not None and weights not in PRETRAINED:
         source = inspect_weights(weights)  # a file: it names its architecture
-        if source.depths and not find_variant(source.depths, source.widths):
-            model = SwiftFormer(source.depths, source.widths, weights=source)  # a custom one
-            return model, _recorded_names(source, model), source.image_size
-        variant = find_variant(source.depths, source.widths) if source.depths else None
-    _, spec = get_variant(variant or "L1")
+        if source.depths:
+            variant = find_variant(source.depths, source.widths)
+            if variant is None:  # custom depths and widths
+                model = SwiftFormer(source.depths, source.widths, weights=source)
+                return model, _recorded_names(source, model), source.image_size
+    variant = variant or "L1"
     if weights is not None and source is None:
+        _, spec = get_variant(variant)
         source = inspect_weights(weights, spec["depths"], spec["widths"])
-    model = build_variant(variant or "L1", weights=source)
+    model = build_variant(variant, weights=source)
     return model, _recorded_names(source, model), getattr(source, "image_size", None)
 
 

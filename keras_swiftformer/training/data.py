@@ -10,6 +10,7 @@ pipeline now takes (about 6 ms: JPEG crop decode, bicubic resize, batch augmenta
 import dataclasses
 import os
 import shutil
+import time
 import warnings
 
 import numpy as np
@@ -156,15 +157,22 @@ def folder_datasets(directory, validation_split=0.1, seed=0):
     return subset(train), subset(val)
 
 
-def _partial_downloads(folder):
-    """The paths of tfds' partial downloads under `folder` (names with `.tmp.`)."""
-    found = set()
-    for root, directories, files in os.walk(folder):
-        for name in directories + files:
-            if ".tmp." in name:
-                found.add(os.path.join(root, name))
-        directories[:] = [name for name in directories if ".tmp." not in name]
-    return found
+def _remove_partial_downloads(folder, since):
+    """Removes tfds' partial downloads (names with `.tmp.`) made under `folder` since the time
+    `since`: tfds leaves them behind when a download fails. They sit at most two levels down
+    (`downloads/<dataset>/<file>.tmp.<id>`), so extracted archives are not walked."""
+    for parent in [folder, *(os.path.join(folder, name) for name in _listing(folder) if name != "extracted")]:
+        for name in _listing(parent):
+            path = os.path.join(parent, name)
+            if ".tmp." in name and os.path.getmtime(path) >= since:
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.remove(path)
+
+
+def _listing(folder):
+    return os.listdir(folder) if os.path.isdir(folder) else []
 
 
 def prepared_tfds_builder(name, data_dir=None, alternative="a folder of class subfolders", check=None):
@@ -180,17 +188,13 @@ def prepared_tfds_builder(name, data_dir=None, alternative="a folder of class su
         raise DatasetError(f"Unknown tensorflow-datasets name {name!r}: {str(error)[:500]}") from error
     if check is not None:
         check(builder)
-    downloads = os.path.join(getattr(builder, "_data_dir_root", None) or "", "downloads")
-    before = _partial_downloads(downloads)
+    started = time.time() - 1  # file times may be rounded to the second
     try:
         builder.download_and_prepare()
     except Exception as error:  # noqa: BLE001
-        # tfds leaves its partial downloads (`*.tmp.*`) behind when a download fails.
-        for path in _partial_downloads(downloads) - before:
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                os.remove(path)
+        root = getattr(builder, "_data_dir_root", None)  # tfds' data folder, where it downloads
+        if root:
+            _remove_partial_downloads(os.path.join(root, "downloads"), started)
         raise DatasetError(
             f"Could not download or prepare the tfds dataset {name!r} ({type(error).__name__}: "
             f"{str(error)[:300]}). Without internet, prepare it on another machine and pass "
