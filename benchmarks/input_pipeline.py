@@ -2,6 +2,7 @@
 and decoded, random resized crop, flip, batch augmentation), on the benchmark's cores.
 
     python -m benchmarks.input_pipeline            # prints the rows (2 threads, 10 s each)
+    python -m benchmarks.input_pipeline --stages   # the default pipeline, one stage added at a time
 
 Rows, all from the same folder of generated ImageNet-like JPEGs (about 500x375, made from
 scikit-image's photographs, nothing downloaded):
@@ -14,6 +15,7 @@ scikit-image's photographs, nothing downloaded):
 """
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -152,6 +154,45 @@ def run_input_pipeline(job):
     return rows
 
 
+def _stages(train, num_classes, size, batch):
+    """The default (L1) pipeline built up one stage at a time, each row's pipeline holding
+    the stages of the rows above it (the second row, whole-file decoding, is for comparison)."""
+    def library(**switched_off):
+        augmentation = dataclasses.replace(Augmentation.official("L1"), **switched_off)
+        return make_pipeline(train, num_classes, size, batch, training=True, augmentation=augmentation, seed=0)
+
+    def read():
+        return _ordered_epoch(train, 0, 0, decode=False).batch(batch, drop_remainder=True)
+
+    def decode_whole():  # the generated photographs all have one size, so they batch
+        as_float = lambda image, label: (tf.cast(image, tf.float32), label)  # noqa: E731
+        return _ordered_epoch(train, 0, 0).map(as_float).batch(batch, drop_remainder=True)
+
+    return {
+        "read the files": read,
+        "(whole-JPEG decode instead)": decode_whole,
+        "crop-decode, bicubic resize, flip": lambda: library(random_erasing=0.0, randaugment=False, mixup=0.0, cutmix=0.0),
+        "+ random erasing (XS recipe)": lambda: library(randaugment=False, mixup=0.0, cutmix=0.0),
+        "+ RandAugment (S recipe)": lambda: library(mixup=0.0, cutmix=0.0),
+        "+ MixUp/CutMix (L1 recipe, default)": library,
+    }
+
+
+def run_stages(job):
+    """Rows of CPU-milliseconds per image of the default pipeline, stage by stage (`job` as
+    for `run_input_pipeline`, plus rounds)."""
+    tf.config.threading.set_intra_op_parallelism_threads(job["threads"])
+    tf.config.threading.set_inter_op_parallelism_threads(job["threads"])
+    train, _ = folder_datasets(write_dataset(job["cache"]), validation_split=0.1, seed=0)
+    rows = []
+    for round_index in range(job.get("rounds", 2)):
+        for name, build in _stages(train, len(train.class_names), job["image_size"], job["batch_size"]).items():
+            rate, images, elapsed, cpu_s = _images_per_second(build(), job["threads"], job["budget_s"])
+            rows.append({"stage": name, "round": round_index, "images_per_s": round(rate, 1),
+                         "cpu_ms_per_image": round(1000 * cpu_s / images, 2)})
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(prog="python -m benchmarks.input_pipeline", description=__doc__.splitlines()[0],
                                      formatter_class=HelpFormatter)
@@ -161,11 +202,13 @@ def main():
     parser.add_argument("--budget", type=float, default=10.0, help="timed seconds per pipeline")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "keras-swiftformer-benchmarks"),
                         help="where the generated JPEGs are kept")
+    parser.add_argument("--stages", action="store_true",
+                        help="the default pipeline one stage at a time, two rounds: CPU-ms per image")
     args = parser.parse_args()
     pin_threads(args.threads)
     job = {"threads": args.threads, "image_size": args.image_size, "batch_size": args.batch_size,
            "budget_s": args.budget, "cache": args.cache}
-    for row in run_input_pipeline(job):
+    for row in (run_stages if args.stages else run_input_pipeline)(job):
         print(row)
 
 

@@ -119,3 +119,15 @@ def test_a_file_that_fails_to_export_costs_only_its_rows(tmp_path, monkeypatch):
     assert "XS/float32/64" not in written
     assert written["errors"] == {"XS/float32/64": "MemoryError: out of memory at 64"}
     assert sorted(os.listdir(tmp_path)) == ["swiftformer_xs_32_float32.tflite"]
+
+
+def test_pipeline_stages_are_each_measured(tmp_path):
+    """`python -m benchmarks.input_pipeline --stages`: one row per stage, the last being the
+    default pipeline; every row measured."""
+    optional("tensorflow")
+    from benchmarks.input_pipeline import run_stages
+
+    rows = run_stages({"threads": 2, "image_size": 64, "batch_size": 8, "budget_s": 0.2, "cache": str(tmp_path),
+                       "rounds": 1})
+    assert [row["stage"] for row in rows][-1] == "+ MixUp/CutMix (L1 recipe, default)" and len(rows) == 6
+    assert all(row["images_per_s"] > 0 and row["cpu_ms_per_image"] > 0 for row in rows)
