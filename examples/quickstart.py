@@ -5,7 +5,7 @@
     python examples/quickstart.py --weights MBZUAI-swiftformer-l1/  # a Hub model folder
     python examples/quickstart.py --weights ckpt.pth --image my_photo.jpg
 
-The variant is read from the checkpoint's shapes (--model only for random weights). Any
+The variant is read from a weights file (--model for random or downloaded weights). Any
 Keras backend: set KERAS_BACKEND=tensorflow|jax|torch.
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 
 import keras_swiftformer
 from keras_swiftformer.cli import HelpFormatter
-from keras_swiftformer.variants import find_variant
-from keras_swiftformer.weights import PRETRAINED_WEIGHTS, inspect_weights
+from keras_swiftformer.models.swiftformer import build_with_record
+from keras_swiftformer.variants import architecture, find_variant
 
 PHOTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chelsea.jpg")
 
@@ -36,29 +36,24 @@ def main():
     parser.add_argument("--image", default=PHOTO, help="default: examples/chelsea.jpg (a tabby cat)")
     args = parser.parse_args()
 
-    weights, variant = None, args.model
-    if args.weights in PRETRAINED_WEIGHTS:  # downloaded for --model
-        weights = args.weights
-    elif args.weights:
-        if not os.path.exists(args.weights):
-            parser.error(f"--weights {args.weights} not found")
-        try:
-            weights = inspect_weights(args.weights)  # read once: its shapes name the variant
-        except (ValueError, OSError) as error:  # not a checkpoint, damaged: one line
-            parser.exit(1, f"error: {error}\n")
-        found = find_variant(weights.depths, weights.widths) if weights.depths else None
-        if variant and found and variant != found:
-            parser.error(f"--model {variant} was given but the checkpoint holds SwiftFormer-{found}")
-        variant = variant or found
-    variant = variant or "L1"
     start = time.time()
-    model = keras_swiftformer.build_variant(variant, weights=weights, attention_pooling=args.attention_pooling)
+    try:  # the variant is read from a weights file, which is read once
+        model, class_names, trained_size = build_with_record(
+            args.model, args.weights or "none", attention_pooling=args.attention_pooling)
+    except (ValueError, OSError) as error:  # not a checkpoint, damaged, another variant: one line
+        parser.exit(1, f"error: {error}\n")
     print(f"Built {model.name} on the {keras.backend.backend()} backend in {time.time() - start:.1f}s")
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-    print(f"  {trainable / 1e6:.2f}M trainable parameters (paper: "
-          f"{keras_swiftformer.VARIANTS[variant]['paper']['params_m']}M)")
+    classes = model.output.shape[-1]
+    shape = architecture(model)
+    variant = find_variant(shape["depths"], shape["widths"])
+    paper = keras_swiftformer.VARIANTS[variant]["paper"]["params_m"] if variant else None
+    if paper and classes == 1000:
+        print(f"  {trainable / 1e6:.2f}M trainable parameters (paper: {paper}M)")
+    else:  # the paper counts a 1000-class head
+        print(f"  {trainable / 1e6:.2f}M trainable parameters ({classes} classes)")
 
-    size = getattr(weights, "image_size", None) or 224  # fine-tuned weights record their side
+    size = trained_size or 224  # fine-tuned weights record their side
     images = keras_swiftformer.load_image(args.image, size)[None]  # the official evaluation transform
     for size, stage in zip((4, 8, 16, 32), keras_swiftformer.stage_feature_model(model)(images)):
         print(f"  stage at stride {size:2d}: {tuple(stage.shape)}")
@@ -70,7 +65,7 @@ def main():
         for _, name, score in keras_swiftformer.decode_predictions(probabilities, top=5)[0]:
             print(f"    {score:7.2%}  {name}")
     else:  # fine-tuned weights record their class names
-        names = getattr(weights, "class_names", None) or [f"class {i}" for i in range(probabilities.shape[-1])]
+        names = class_names or [f"class {i}" for i in range(probabilities.shape[-1])]
         for i in np.argsort(-probabilities[0])[:5]:
             print(f"    {probabilities[0, i]:7.2%}  {names[i]}")
     if args.weights is None:

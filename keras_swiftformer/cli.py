@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -95,6 +96,14 @@ def configure_logging(verbose):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# What TensorFlow's C++ side prints whenever it starts, on any machine without a GPU: noise
+# above an error message.
+_STARTUP_BANNER = re.compile(
+    rb"cudart_stub|cpu_feature_guard|To enable the following instructions|before absl::InitializeLog|"
+    rb"Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered"
+)
+
+
 @contextlib.contextmanager
 def native_logs_held(verbose):
     """Holds back what native code (TensorFlow's converter, LiteRT, ONNX Runtime) writes to
@@ -119,10 +128,11 @@ def native_logs_held(verbose):
                                    errors=python_stderr.errors)
         try:
             yield
-        except Exception:  # a failure shows what was held; Ctrl-C does not
+        except Exception:  # a failure shows what was held (but the start-up banners); Ctrl-C does not
             sys.stderr.flush()
             held.seek(0)
-            os.write(terminal, held.read()[-20000:])
+            lines = held.read().splitlines(keepends=True)
+            os.write(terminal, b"".join(line for line in lines if not _STARTUP_BANNER.search(line))[-20000:])
             raise
         finally:
             sys.stderr.flush()
@@ -274,7 +284,7 @@ def export(args):
         labels = os.path.splitext(result["path"])[0] + ".labels.txt"
         extra = f", {labels}" if os.path.exists(labels) else ""
         print(f"Wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB), {result['sidecar']}{extra}.")
-        print(format_report(result["ops"]))
+        print(format_report(result["ops"], integer=args.quantize == "int8"))
         compiled = result.get("edgetpu_compiler")
         if args.edgetpu and compiled is None:
             print("edgetpu_compiler is not on PATH: the file was checked against the Edge TPU "

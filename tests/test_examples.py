@@ -45,6 +45,13 @@ def test_quickstart_runs(tmp_path):
     names = result.stdout.split("top 5:")[1].strip().splitlines()[:5]
     imagenet = {name.split(",")[0] for _, name in imagenet_classes()}
     assert len(names) == 5 and all(line.split("%", 1)[1].strip() in imagenet for line in names), names
+    # Another --model than the checkpoint's: one line that says what to do, no traceback.
+    result = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "quickstart.py"), "--model", "S", "--weights",
+         str(tmp_path / "SwiftFormer_XS.pth")], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "are for SwiftFormer-XS" in result.stderr and "leave --model out" in result.stderr
 
 
 def test_transfer_learning_example(tmp_path, monkeypatch):

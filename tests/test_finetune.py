@@ -30,6 +30,7 @@ from keras_swiftformer.training import (  # noqa: E402
 )
 from training.finetune import finetune  # noqa: E402
 from training.finetune import main as cli  # noqa: E402
+from training.run import model_to_build  # noqa: E402
 
 PLAIN = Augmentation(random_resized_crop=False, horizontal_flip=True, randaugment=False,
                      random_erasing=0.0, mixup=0.0, cutmix=0.0, label_smoothing=0.1)
@@ -114,8 +115,8 @@ def test_frozen_backbone_then_unfrozen(small_digits, tmp_path, capsys):
 
     _run(small_digits, tmp_path, epochs=2, model=model, freeze_epochs=1, callbacks=[Snapshot()])
     printed = capsys.readouterr().out  # each phase is announced
-    assert "Epochs 1-1 of 2: the new head only (backbone frozen)" in printed
-    assert "Epochs 2-2 of 2: the whole model" in printed
+    assert "Epoch 1 of 2: the new head only (backbone frozen)" in printed
+    assert "Epoch 2 of 2: the whole model" in printed
     # Both phases are in the log (the second appends to the first) and in the curves.
     assert [row["epoch"] for row in csv.DictReader(open(tmp_path / "log.csv"))] == ["0", "1"]
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["epoch_001.weights.h5", "epoch_002.weights.h5"]
@@ -185,6 +186,25 @@ def test_data_parallel_is_refused_on_torch(small_digits, tmp_path):
 
 
 @pytest.mark.any_backend(runs_on="torch")
+def test_tfds_download_without_dns_fails_at_once(tmp_path, monkeypatch):
+    """No network and no proxy: no name resolves, and the error comes before tfds' ten
+    retries with backoff (about 3.5 minutes), naming the host it could not find."""
+    optional("tensorflow_datasets")
+    import socket
+
+    for variable in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+
+    def no_dns(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    with pytest.raises(DatasetError, match="'tf_flowers'.*download host download.tensorflow.org cannot be found.*data_dir"):
+        _run("tf_flowers", tmp_path / "out", epochs=1, data_dir=str(tmp_path / "tfds"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.any_backend(runs_on="torch")
 def test_tfds_download_without_network_is_a_clear_error(tmp_path, monkeypatch):
     optional("tensorflow_datasets")
     import urllib3
@@ -249,6 +269,8 @@ def test_command_line(small_digits, tmp_path, capsys):
     # Exported at the side it was trained at (recorded in the weights), with the user's labels,
     # and the file evaluates as the Keras model does on the user's images.
     assert swiftformer(["export", "--model", "XS", "--weights", final, "-o", str(exported)]) == 0
+    table = capsys.readouterr().out  # a float file: no int8 or Edge TPU columns to fail
+    assert "CONV_2D" in table and "edge TPU" not in table and " NO" not in table
     assert json.load(open(tmp_path / "digits.json"))["input"]["shape"] == [1, 32, 32, 3]
     assert (tmp_path / "digits.labels.txt").read_text().split() == [f"digit_{i}" for i in range(10)]
     assert (tmp_path / "cli" / "labels.txt").read_text().split() == [f"digit_{i}" for i in range(10)]
@@ -262,6 +284,17 @@ def test_command_line(small_digits, tmp_path, capsys):
     capsys.readouterr()
     assert cli(again + [str(tmp_path / "cli")]) == 1 and "holds a finished run" in capsys.readouterr().err
     assert cli(again + [str(tmp_path / "new"), "--resume"]) == 1 and "no interrupted run" in capsys.readouterr().err
+    # Fine-tuning the fine-tuned weights again needs no --model: the file names its variant
+    # (the recipe's default, XS, or the segmenter's, L1, only when nothing names one).
+    assert model_to_build(None, final, "L1") == "XS" and model_to_build("S", final, "L1") == "S"
+    assert model_to_build(None, "imagenet", "L1") == "L1" and model_to_build(None, None, "XS") == "XS"
+
+
+def test_freezing_a_random_backbone_is_warned_about(tmp_path):
+    with pytest.warns(UserWarning, match="frozen, randomly initialised backbone"):
+        with pytest.raises(DatasetError, match="not found"):
+            finetune("XS", weights=None, dataset=str(tmp_path / "nothing"), epochs=2, freeze_epochs=1,
+                     output=str(tmp_path / "run"))
 
 
 # The README's L1 command (default recipe, folder, interrupted and resumed) and its tf_flowers
@@ -292,6 +325,7 @@ def test_the_default_recipe_of_every_variant_trains(variant, dataset, tmp_path):
 def test_short_runs_scale_the_warm_up():
     recipe, note = Recipe.official().scaled_to(3)
     assert recipe.warmup_epochs == pytest.approx(0.05) and "from 5 to 0.05 epochs for a 3-epoch run" in note
+    assert "(a 5-epoch warm-up is sized for a 300-epoch run)" in note
     schedule = learning_rate_schedule(recipe, steps_per_epoch=20, epochs=3)
     assert float(to_numpy(schedule(2))) > 0.9 * recipe.learning_rate  # warm-up over by step 2
     assert Recipe.official().scaled_to(300) == (Recipe.official(), None)

@@ -12,6 +12,7 @@ interrupted run from its last completed epoch, with the same optimiser state and
 import dataclasses
 import os
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -32,6 +33,7 @@ from training.run import (
     csv_log,
     distribution_scope,
     learning_curves,
+    model_to_build,
     prepare_output,
     run_command,
     run_parser,
@@ -45,6 +47,10 @@ FROZEN_BACKUP = BACKUP + "_frozen"  # the frozen phase's own BackupAndRestore fo
 
 def _backbone_layers(model):
     return [layer for layer in model.layers if layer.name not in ("head", "dist_head") and layer.weights]
+
+
+def _epochs(first, last):
+    return f"Epoch {first}" if first == last else f"Epochs {first}-{last}"
 
 
 def _compile(model, training_model, recipe, steps, epochs, label_smoothing, offset=0):
@@ -104,6 +110,14 @@ def finetune(
         raise ValueError(f"`epochs` must be at least 1. Received: epochs={epochs}")
     if not 0 <= freeze_epochs < epochs:
         raise ValueError(f"`freeze_epochs` must be in [0, epochs). Received: {freeze_epochs}")
+    if freeze_epochs and weights in (None, "none") and not isinstance(model, keras.Model):
+        warnings.warn(
+            f"freeze_epochs={freeze_epochs} with weights=None: the first {freeze_epochs} epochs "
+            "train a head on a frozen, randomly initialised backbone, which learns little. "
+            "Freeze only a pretrained backbone (weights='imagenet', --weights imagenet), or "
+            "pass freeze_epochs=0.",
+            stacklevel=2,
+        )
     prepare_output(output, resume, markers=(BACKUP, FROZEN_BACKUP, FROZEN_DONE))
     keras.utils.set_random_seed(seed)
     train_split, val_split = load_datasets(dataset, validation_split, seed, data_dir)
@@ -192,10 +206,10 @@ def finetune(
         if os.path.exists(frozen_done):
             student.load_weights(frozen_done)
         else:
-            print(f"Epochs 1-{freeze_epochs} of {epochs}: the new head only (backbone frozen)")
+            print(f"{_epochs(1, freeze_epochs)} of {epochs}: the new head only (backbone frozen)")
             run_phase(0, freeze_epochs, FROZEN_BACKUP, trainable_backbone=False)
             save_weights(student, frozen_done)
-        print(f"Epochs {freeze_epochs + 1}-{epochs} of {epochs}: the whole model")
+        print(f"{_epochs(freeze_epochs + 1, epochs)} of {epochs}: the whole model")
     run_phase(freeze_epochs, epochs, BACKUP, trainable_backbone=True)
 
     final, final_model = save_final(student, output, metadata={
@@ -241,7 +255,8 @@ def main(argv=None):
 
 
 def _run(args):
-    variant, _ = get_variant(args.model)
+    weights = None if args.weights.lower() == "none" else args.weights
+    variant, _ = get_variant(model_to_build(args.model, weights, "XS"))
     augmentation = Augmentation.official(variant)
     if args.no_randaugment:
         augmentation.randaugment = False
@@ -249,7 +264,6 @@ def _run(args):
         augmentation.mixup = args.mixup
     if args.cutmix is not None:
         augmentation.cutmix = args.cutmix
-    weights = None if args.weights.lower() == "none" else args.weights
     recipe = Recipe.official() if weights is None else Recipe.fine_tuning()
     if args.lr is not None:
         recipe.learning_rate = args.lr

@@ -21,7 +21,7 @@ from keras_swiftformer.cli import (
 )
 from keras_swiftformer.io import atomic_path, write_json, write_text
 from keras_swiftformer.optional import require
-from keras_swiftformer.weights import save_weights
+from keras_swiftformer.weights import save_weights, variant_held_by
 
 BACKUP = "backup"
 
@@ -32,7 +32,8 @@ def run_parser(prog, description, model, weights_help, dataset_help, batch_size,
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=HelpFormatter
     )
-    parser.add_argument("--model", type=variant_name, default=model, help="XS, S, L1 or L3")
+    parser.add_argument("--model", type=variant_name,
+                        help=f"XS, S, L1 or L3 (default: the variant a --weights file holds, else {model})")
     parser.add_argument("--weights", default="imagenet", help=weights_help)
     parser.add_argument("--dataset", required=True, help=dataset_help)
     parser.add_argument("--data-dir", help="tensorflow-datasets data_dir")
@@ -48,6 +49,12 @@ def run_parser(prog, description, model, weights_help, dataset_help, batch_size,
     parser.add_argument("--seed", type=int, default=0, help="data order, crops and initialisation")
     add_verbose(parser)
     return parser
+
+
+def model_to_build(model, weights, default):
+    """--model, else the variant a --weights file holds (fine-tuning a fine-tuned model needs
+    no --model), else the recipe's `default`."""
+    return model or variant_held_by(weights) or default
 
 
 def prepare_output(output, resume, markers=(BACKUP,)):

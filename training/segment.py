@@ -30,6 +30,7 @@ from training.run import (
     backed_up_epoch,
     create_output,
     csv_log,
+    model_to_build,
     prepare_output,
     run_command,
     run_parser,
@@ -200,8 +201,9 @@ def main(argv=None):
 
 def _run(args):
     architecture = {"depths": args.depths, "widths": args.widths} if args.depths else {}
+    weights = None if args.weights.lower() == "none" else args.weights
     metrics = train_segmenter(
-        args.model, None if args.weights.lower() == "none" else args.weights, args.dataset,
+        model_to_build(args.model, weights, "L1"), weights, args.dataset,
         num_classes=args.num_classes, epochs=args.epochs, batch_size=args.batch_size,
         crop_size=args.image_size, output=args.output, resume=args.resume, learning_rate=args.lr,
         weight_decay=args.weight_decay, augment=not args.no_augment,

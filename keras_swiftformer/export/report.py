@@ -100,7 +100,12 @@ def op_report(tflite_bytes):
     return list(rows.values())
 
 
-def format_report(rows):
+def format_report(rows, integer=True):
+    """The operator table; `integer=False` (a float file) leaves out the integer-only and
+    Edge TPU columns, which only a full-int8 file can pass."""
+    if not integer:
+        return "\n".join([f"{'operator':<24} {'ver':>3} {'count':>5}"]
+                         + [f"{row['op']:<24} {row['version']:>3} {row['count']:>5}" for row in rows])
     lines = [f"{'operator':<24} {'ver':>3} {'count':>5}  {'int8':<4}  edge TPU"]
     for row in rows:
         lines.append(

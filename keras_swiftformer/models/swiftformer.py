@@ -219,14 +219,15 @@ def build_variant(variant, **kwargs):
     return _BUILDERS[key](**kwargs)
 
 
-def build_with_record(variant, weights="imagenet"):
+def build_with_record(variant, weights="imagenet", attention_pooling=None):
     """The classifier of a variant with `weights` ("none" or None: random initialisation),
     and what the weights record: `(model, class_names, image_size)`, the last two None except
     for fine-tuned weights (class names that match the head, the side they were trained at).
     The weights are read once. What the command lines and `explain` build from.
 
     `variant=None`: the architecture a weights file holds (a variant, or any depths and
-    widths), else L1."""
+    widths), else L1. `attention_pooling=None`: the one the weights record, else the
+    current release's."""
     if isinstance(weights, str) and weights.lower() == "none":
         weights = None
     source = None
@@ -235,13 +236,13 @@ def build_with_record(variant, weights="imagenet"):
         if source.depths:
             variant = find_variant(source.depths, source.widths)
             if variant is None:  # custom depths and widths
-                model = SwiftFormer(source.depths, source.widths, weights=source)
+                model = SwiftFormer(source.depths, source.widths, weights=source, attention_pooling=attention_pooling)
                 return model, _recorded_names(source, model), source.image_size
     variant = variant or "L1"
     if weights is not None and source is None:
         _, spec = get_variant(variant)
         source = inspect_weights(weights, spec["depths"], spec["widths"])
-    model = build_variant(variant, weights=source)
+    model = build_variant(variant, weights=source, attention_pooling=attention_pooling)
     return model, _recorded_names(source, model), getattr(source, "image_size", None)
 
 

@@ -10,7 +10,9 @@ pipeline now takes (about 6 ms: JPEG crop decode, bicubic resize, batch augmenta
 import dataclasses
 import os
 import shutil
+import socket
 import time
+import urllib.parse
 import warnings
 
 import numpy as np
@@ -175,6 +177,28 @@ def _listing(folder):
     return os.listdir(folder) if os.path.isdir(folder) else []
 
 
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _unresolved_download_host(tfds, builder):
+    """The first host a tfds builder would download from whose name does not resolve, or None.
+
+    tfds retries a failed connection ten times with exponential backoff, about 3.5 minutes,
+    before it gives up: an offline machine is told at once instead. None when the data is
+    already prepared, when its URLs are unknown, behind a proxy (which resolves names
+    itself), and under `tfds.testing.mock_data` (which replaces the download)."""
+    real_download = tfds.core.DatasetBuilder.download_and_prepare.__module__.startswith("tensorflow_datasets.core")
+    if not real_download or any(os.environ.get(name) for name in _PROXY_VARIABLES) or builder.is_prepared():
+        return None
+    hosts = sorted({urllib.parse.urlsplit(url).hostname for url in (builder.url_infos or {})} - {None})
+    for host in hosts:
+        try:
+            socket.getaddrinfo(host, 443)
+        except OSError:
+            return host
+    return None
+
+
 def prepared_tfds_builder(name, data_dir=None, alternative="a folder of class subfolders", check=None):
     """A tfds builder with its data prepared, or a DatasetError that says what to do.
 
@@ -188,6 +212,13 @@ def prepared_tfds_builder(name, data_dir=None, alternative="a folder of class su
         raise DatasetError(f"Unknown tensorflow-datasets name {name!r}: {str(error)[:500]}") from error
     if check is not None:
         check(builder)
+    host = _unresolved_download_host(tfds, builder)
+    if host is not None:
+        raise DatasetError(
+            f"Could not download the tfds dataset {name!r}: its download host {host} cannot be "
+            "found (no network, or no DNS). Without internet, prepare it on another machine and "
+            f"pass its data_dir, or use {alternative}."
+        )
     started = time.time() - 1  # file times may be rounded to the second
     try:
         builder.download_and_prepare()

@@ -46,8 +46,8 @@ class Recipe:
         warmup = self.warmup_epochs * epochs / self.reference_epochs
         note = (
             f"recipe: warm-up scaled from {self.warmup_epochs:g} to {warmup:.3g} epochs for a "
-            f"{epochs}-epoch run (the {self.warmup_epochs:g} epochs are sized for "
-            f"{self.reference_epochs}); set the warm-up explicitly to keep it"
+            f"{epochs}-epoch run (a {self.warmup_epochs:g}-epoch warm-up is sized for a "
+            f"{self.reference_epochs}-epoch run); set the warm-up explicitly to keep it"
         )
         return dataclasses.replace(self, warmup_epochs=warmup, reference_epochs=None), note
 

@@ -22,7 +22,7 @@ from keras_swiftformer.weights.pretrained import (
     cache_dir,
     cached_path,
 )
-from keras_swiftformer.weights.sources import copy_matching_layers, inspect_weights
+from keras_swiftformer.weights.sources import copy_matching_layers, inspect_weights, variant_held_by
 
 __all__ = [
     "CheckpointError",
@@ -39,4 +39,5 @@ __all__ = [
     "read_metadata",
     "save_weights",
     "to_official_keys",
+    "variant_held_by",
 ]

@@ -80,8 +80,9 @@ class WeightsSource(abc.ABC):
         if tuple(self.depths) != tuple(depths) or tuple(self.widths) != tuple(widths):
             raise ValueError(
                 f"The weights {self.description} are for {describe(self.depths, self.widths)}, "
-                f"but the model being built is {describe(depths, widths)}. Build the matching "
-                "variant, or pass the weights of this one."
+                f"but the model being built is {describe(depths, widths)}. Build the model "
+                "these weights are for (on the command line, pass its --model or leave --model "
+                "out: a weights file names its architecture), or pass the weights of this one."
             )
 
     def choose_attention_pooling(self, requested):
@@ -256,3 +257,13 @@ def inspect_weights(weights, depths=None, widths=None):
     if path.endswith(".keras"):
         return KerasModelFile(path)
     return CheckpointFile(path)
+
+
+def variant_held_by(weights):
+    """The variant ("XS", "S", "L1", "L3") whose architecture a weights file records; None
+    for None, a pretrained name, or a custom architecture. What a command line builds when
+    --model is left out."""
+    if weights is None or (isinstance(weights, str) and (weights in PRETRAINED or weights.lower() == "none")):
+        return None
+    source = inspect_weights(weights)
+    return find_variant(source.depths, source.widths) if source.depths else None
