@@ -61,13 +61,10 @@ def main():
     probabilities = np.exp(logits - logits.max(-1, keepdims=True))
     probabilities /= probabilities.sum(-1, keepdims=True)
     print(f"  {os.path.basename(args.image)}, top 5:")
-    if probabilities.shape[-1] == 1000:
-        for _, name, score in keras_swiftformer.decode_predictions(probabilities, top=5)[0]:
-            print(f"    {score:7.2%}  {name}")
-    else:  # fine-tuned weights record their class names
-        names = class_names or [f"class {i}" for i in range(probabilities.shape[-1])]
-        for i in np.argsort(-probabilities[0])[:5]:
-            print(f"    {probabilities[0, i]:7.2%}  {names[i]}")
+    # Fine-tuned weights record their class names; else ImageNet's (1000 classes).
+    names = class_names or (None if classes == 1000 else [f"class {i}" for i in range(classes)])
+    for _, name, score in keras_swiftformer.decode_predictions(probabilities, top=min(5, classes), class_names=names)[0]:
+        print(f"    {score:7.2%}  {name}")
     if args.weights is None:
         print("  (random weights: pass --weights to load real ones)")
 

@@ -215,6 +215,8 @@ def _parser(prog):
     export.add_argument("--dynamic-axes", action="store_true", help="ONNX: free batch and size")
     export.add_argument("-o", "--output", required=True, help="the .tflite or .onnx file to write")
     add_verbose(export)
+    for command_parser in commands.choices.values():  # usage errors show the command's usage
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
 
 
@@ -244,17 +246,14 @@ def predict(args):
     logits = keras.ops.convert_to_numpy(inference_model(model).predict(images, verbose=0))
     probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probabilities /= probabilities.sum(axis=-1, keepdims=True)
-    if names is None:
-        tops = decode_predictions(probabilities, top=args.top)
-    else:
-        tops = [[(None, names[i], float(p[i])) for i in np.argsort(-p)[: args.top]] for p in probabilities]
+    tops = decode_predictions(probabilities, top=min(args.top, len(names or range(1000))), class_names=names)
     if args.weights.lower() == "none":
         print("warning: --weights none builds the model with random weights: its classes are "
               "noise. Pass --weights imagenet or a trained file to classify.", file=sys.stderr)
     for path, top in zip(args.images, tops):
         print(f"{path}:")
         for wnid, name, score in top:
-            print(f"  {score:7.2%}  {name}" + (f" ({wnid})" if wnid else ""))
+            print(f"  {score:7.2%}  {name}" + (f" ({wnid})" if isinstance(wnid, str) else ""))
     return 0
 
 
@@ -366,7 +365,7 @@ def _check_combinations(parser, args):
 def main(argv=None, prog="swiftformer"):
     parser = _parser(prog)
     args = parser.parse_args(argv)
-    _check_combinations(parser, args)
+    _check_combinations(args.command_parser, args)
     configure_logging(args.verbose)
     try:
         with native_logs_held(args.verbose):

@@ -158,32 +158,47 @@ def imagenet_classes():
     return [(wnid, names) for wnid, names in rows]
 
 
-def decode_predictions(preds, top=5):
-    """Top classes per image: a list (one per image) of (wordnet_id, name, score) tuples.
+def decode_predictions(preds, top=5, class_names=None):
+    """Top classes per image: a list (one per image) of (class_id, name, score) tuples.
 
-    `preds`: (batch, 1000) logits or probabilities from an ImageNet-1k SwiftFormer. Scores
-    are probabilities either way: rows that are not already a probability distribution (the
-    models return logits unless built with `classifier_activation="softmax"`) go through a
-    softmax first.
+    `preds`: (batch, classes) logits or probabilities. Scores are probabilities either way:
+    rows that are not already a probability distribution (the models return logits unless
+    built with `classifier_activation="softmax"`) go through a softmax first.
+
+    `class_names=None`: ImageNet-1k's, with WordNet ids (1000 classes). For a fine-tuned model,
+    pass its names (one per class; the class id is then the index): fine-tuned weights record
+    them, `keras_swiftformer.weights.read_metadata(path)["class_names"]`, and a run folder
+    has them in labels.txt.
     """
     preds = np.asarray(keras.ops.convert_to_numpy(preds))
-    if preds.ndim != 2 or preds.shape[1] != 1000:
+    classes = 1000 if class_names is None else len(class_names)
+    if preds.ndim != 2 or preds.shape[1] != classes:
+        if class_names is not None:
+            raise ValueError(
+                f"`preds` must have shape (samples, {classes}): one column per name of "
+                f"`class_names`. Received: shape={preds.shape}"
+            )
         raise ValueError(
             "`decode_predictions` expects a batch of ImageNet-1k predictions, shape "
-            f"(samples, 1000). Received: shape={preds.shape}"
+            f"(samples, 1000). Received: shape={preds.shape}. For a fine-tuned model, pass "
+            "its class names: class_names=read_metadata(weights_path)['class_names'] "
+            "(from keras_swiftformer.weights), or the lines of the run's labels.txt."
         )
     top = int(top)
-    if not 1 <= top <= 1000:
-        raise ValueError(f"`top` must be between 1 and 1000. Received: top={top}")
+    if not 1 <= top <= classes:
+        raise ValueError(f"`top` must be between 1 and {classes}. Received: top={top}")
     preds = preds.astype("float64")
     distributions = (preds >= 0).all(axis=1) & (np.abs(preds.sum(axis=1) - 1.0) < 1e-3)
     logits = preds[~distributions]
     if len(logits):
         exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
         preds[~distributions] = exponentials / exponentials.sum(axis=1, keepdims=True)
-    classes = imagenet_classes()
+    if class_names is None:
+        labels = [(wnid, names.split(",")[0]) for wnid, names in imagenet_classes()]
+    else:
+        labels = [(index, str(name)) for index, name in enumerate(class_names)]
     results = []
     for row in preds:
         order = np.argsort(-row, kind="stable")[:top]
-        results.append([(classes[i][0], classes[i][1].split(",")[0], float(row[i])) for i in order])
+        results.append([(*labels[i], float(row[i])) for i in order])
     return results

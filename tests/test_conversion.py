@@ -178,8 +178,11 @@ def test_truncated_and_corrupt_files(tmp_path, reference):
         assert not output.exists()
     other = tmp_path / "weights.txt"
     other.write_text("x")
-    with pytest.raises(CheckpointError, match="Unrecognised checkpoint file"):
+    with pytest.raises(CheckpointError, match="Unrecognised checkpoint file .*does not end in .pth, .pt"):
         convert_checkpoint(str(other))
+    # As `weights=`, the message lists Keras' own files too.
+    with pytest.raises(ValueError, match=r"Unrecognised weights file .*does not end in .weights.h5, .keras, .pth"):
+        SwiftFormerXS(weights=str(other))
     with pytest.raises(FileNotFoundError):
         convert_checkpoint(str(tmp_path / "absent.pth"))
     # A corrupt Keras weights file is a clear error too.

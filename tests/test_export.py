@@ -272,7 +272,9 @@ def test_command_line(tmp_path, capsys):
     ):
         with pytest.raises(SystemExit) as exit_info:
             cli(["export", "--model", "XS", "--weights", str(weights), *arguments])
-        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+        error = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in error
+        assert "swiftformer export: error:" in error and "usage: swiftformer export" in error  # the command's usage
     assert not (tmp_path / "x.tflite").exists() and not (tmp_path / "x.onnx").exists()
 
 

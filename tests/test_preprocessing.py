@@ -105,7 +105,15 @@ def test_decode_predictions():
     assert decoded[0][0][:2] == ("n02123045", "tabby") and decoded[0][0][2] == pytest.approx(expected[281])
     assert decoded[1][0][0] == classes[999][0]
     assert decode_predictions(expected[None], top=1)[0][0][2] == pytest.approx(expected[281])
-    with pytest.raises(ValueError, match=r"shape \(samples, 1000\)"):
+    with pytest.raises(ValueError, match=r"shape \(samples, 1000\).*class_names=read_metadata"):
         decode_predictions(np.zeros((2, 10)))
+    # A fine-tuned model's own names: (index, name, probability), softmaxed as above.
+    own = decode_predictions(np.array([[0.0, 2.0, 1.0]]), top=2, class_names=["cat", "dog", "fox"])[0]
+    assert [(index, name) for index, name, _ in own] == [(1, "dog"), (2, "fox")]
+    assert own[0][2] == pytest.approx(np.exp(2) / (1 + np.exp(1) + np.exp(2)))
+    with pytest.raises(ValueError, match=r"shape \(samples, 2\): one column per name"):
+        decode_predictions(np.zeros((1, 3)), class_names=["cat", "dog"])
+    with pytest.raises(ValueError, match="`top` must be between 1 and 3"):
+        decode_predictions(np.zeros((1, 3)), top=4, class_names=["cat", "dog", "fox"])
     with pytest.raises(ValueError, match="`top` must be between 1 and 1000"):
         decode_predictions(logits, top=0)

@@ -136,8 +136,11 @@ def finetune(
             f"batch_size={batch_size} is larger than the training split ({train_split.size} images)."
         )
     if train_split.size % batch_size:
+        batches = f"{steps} full batch{'es' if steps > 1 else ''} of {batch_size}"
+        rest = ("each epoch's order differs, so other images are left out each epoch" if epochs > 1
+                else "the others are not used in a 1-epoch run")
         print(f"Each epoch trains on {steps * batch_size} of the {train_split.size} training images "
-              f"({steps} full batches of {batch_size}); each epoch's order differs, so every image is used.")
+              f"({batches}); {rest}.")
 
     scope = distribution_scope(data_parallel)
     with scope():

@@ -129,9 +129,9 @@ def folder_datasets(directory, validation_split=0.1, seed=0):
         class_names = kept
     if skipped:
         warnings.warn(
-            f"Skipped {len(skipped)} image files that are unreadable, truncated, of a format the "
+            f"Skipped {len(skipped)} image file{'s' if len(skipped) > 1 else ''} (unreadable, truncated, of a format the "
             f"pipeline cannot decode ({', '.join(DECODABLE_FORMATS)} only), named in another "
-            f"encoding than UTF-8, or reached twice through links: {', '.join(ascii(p)[1:-1] for p in skipped[:10])}",
+            f"encoding than UTF-8, or reached twice through links): {', '.join(ascii(p)[1:-1] for p in skipped[:10])}",
             stacklevel=2,
         )
     present = sorted(set(labels))

@@ -25,6 +25,7 @@ class CheckpointError(ValueError):
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".pth.tar", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
+CHECKPOINT_SUFFIXES = TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,)
 # Files of a transformers model folder, in order of preference (safetensors needs no torch).
 TRANSFORMERS_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -300,8 +301,9 @@ def read_checkpoint(source):
             state = _read_torch(path)
         else:
             raise CheckpointError(
-                f"Unrecognised checkpoint file {path}. Expected a name ending in one of "
-                f"{list(TORCH_SUFFIXES) + [SAFETENSORS_SUFFIX]}."
+                f"Unrecognised checkpoint file {path}: its name does not end in "
+                f"{', '.join(CHECKPOINT_SUFFIXES)}. Pass an official or "
+                "transformers checkpoint, or a transformers model folder."
             )
     if not state:
         raise CheckpointError(f"The checkpoint {source!r} holds no tensors.")

@@ -17,7 +17,12 @@ import keras
 
 from keras_swiftformer.variants import architecture, find_variant
 from keras_swiftformer.weights import pretrained
-from keras_swiftformer.weights.checkpoint import CheckpointError, infer_architecture, read_checkpoint
+from keras_swiftformer.weights.checkpoint import (
+    CHECKPOINT_SUFFIXES,
+    CheckpointError,
+    infer_architecture,
+    read_checkpoint,
+)
 from keras_swiftformer.weights.keras_files import (
     KERAS_WEIGHTS_SUFFIX,
     read_head,
@@ -249,13 +254,20 @@ def inspect_weights(weights, depths=None, widths=None):
     path = os.fspath(weights)
     if not os.path.exists(path):
         raise FileNotFoundError(
-            f"Weights file not found: {path}. Pass None (`--weights none`), 'imagenet', 'imagenet_v1', or a path "
-            "to a .weights.h5, .keras, .pth, .bin or .safetensors file."
+            f"Weights file not found: {path}. Pass 'imagenet', 'imagenet_v1', None for random weights "
+            "(--weights none on the command line), or a path to a .weights.h5, .keras, .pth, .bin or "
+            ".safetensors file."
         )
     if path.endswith(KERAS_WEIGHTS_SUFFIX):
         return KerasWeightsFile(path)
     if path.endswith(".keras"):
         return KerasModelFile(path)
+    if not os.path.isdir(path) and not path.lower().endswith(CHECKPOINT_SUFFIXES):
+        raise ValueError(
+            f"Unrecognised weights file {path}: its name does not end in "
+            f"{', '.join((KERAS_WEIGHTS_SUFFIX, '.keras') + CHECKPOINT_SUFFIXES)}. Pass Keras weights "
+            "(.weights.h5 or .keras), an official or transformers checkpoint, or a transformers model folder."
+        )
     return CheckpointFile(path)
 
 
