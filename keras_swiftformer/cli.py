@@ -246,7 +246,7 @@ def predict(args):
     logits = keras.ops.convert_to_numpy(inference_model(model).predict(images, verbose=0))
     probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probabilities /= probabilities.sum(axis=-1, keepdims=True)
-    tops = decode_predictions(probabilities, top=min(args.top, len(names or range(1000))), class_names=names)
+    tops = decode_predictions(probabilities, top=min(args.top, probabilities.shape[-1]), class_names=names)
     if args.weights.lower() == "none":
         print("warning: --weights none builds the model with random weights: its classes are "
               "noise. Pass --weights imagenet or a trained file to classify.", file=sys.stderr)
