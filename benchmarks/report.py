@@ -122,7 +122,7 @@ def _fmt(value, digits=2):
 
 
 def _spread(value):
-    if not value:
+    if not value or "median" not in value:  # a subset run (--runtimes) without the peer
         return "-"
     return f"{value['median']:.2f} ({value['low']:.2f}-{value['high']:.2f})"
 

@@ -234,27 +234,54 @@ def _class_names(names, classes, weights):
     )
 
 
+def _load_images(paths, size):
+    """The readable images of `paths` (path -> pixels) and, for the others, why not: one
+    corrupt file in a folder's glob does not cost the classification of the rest."""
+    images, unreadable = {}, {}
+    for path in dict.fromkeys(paths):
+        try:
+            images[path] = load_image(path, size)
+        except ValueError as error:
+            unreadable[path] = str(error)
+    return images, unreadable
+
+
+def _warn_if_random(weights, consequence):
+    if weights.lower() == "none":
+        print(f"warning: --weights none builds the model with random weights: {consequence}", file=sys.stderr)
+
+
 def predict(args):
     missing = [path for path in args.images if not os.path.isfile(path)]
     if missing:
         raise FileNotFoundError(f"Image(s) not found: {', '.join(missing)}")
     model, recorded, trained_size = build_with_record(args.model, args.weights)  # --model: checked
     size = args.image_size or trained_size or 224
-    images = np.stack([load_image(path, size) for path in args.images])
+    if trained_size and size < trained_size:
+        print(f"warning: --image-size {size} is smaller than the {trained_size}x{trained_size} these weights "
+              "were trained at; accuracy usually drops at a side the model was not trained at.", file=sys.stderr)
+    loaded, unreadable = _load_images(args.images, size)
+    if not loaded:
+        raise ValueError("No image could be read:\n" + "\n".join(f"  {message}" for message in unreadable.values()))
+    paths = [path for path in args.images if path in loaded]
+    images = np.stack([loaded[path] for path in paths])
     names = _class_names(recorded, int(model.output.shape[-1]), args.weights)
     # The inference form: the same logits with BatchNorm, layer scales and heads folded in.
     logits = keras.ops.convert_to_numpy(inference_model(model).predict(images, verbose=0))
     probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probabilities /= probabilities.sum(axis=-1, keepdims=True)
     tops = decode_predictions(probabilities, top=min(args.top, probabilities.shape[-1]), class_names=names)
-    if args.weights.lower() == "none":
-        print("warning: --weights none builds the model with random weights: its classes are "
-              "noise. Pass --weights imagenet or a trained file to classify.", file=sys.stderr)
-    for path, top in zip(args.images, tops):
+    _warn_if_random(args.weights, "its classes are noise. Pass --weights imagenet or a trained file to classify.")
+    for path, top in zip(paths, tops):
         print(f"{path}:")
         for wnid, name, score in top:
             print(f"  {score:7.2%}  {name}" + (f" ({wnid})" if isinstance(wnid, str) else ""))
-    return 0
+    for message in unreadable.values():
+        print(f"error: {message}", file=sys.stderr)
+    if unreadable:
+        print(f"Classified {len(loaded)} of {len(loaded) + len(unreadable)} images; "
+              f"{len(unreadable)} could not be read (above).", file=sys.stderr)
+    return 1 if unreadable else 0
 
 
 def convert(args):
@@ -268,6 +295,8 @@ def convert(args):
 
 def export(args):
     model, recorded, trained_size = build_with_record(args.model, args.weights)
+    _warn_if_random(args.weights, "the file is for testing the deployment, not for use. Pass "
+                    "--weights imagenet or a trained file for a model that classifies.")
     size = export_input_size(model, args.image_size or trained_size)
     if args.format == "onnx":
         result = export_onnx(model, args.output, input_size=size, dynamic_axes=args.dynamic_axes)

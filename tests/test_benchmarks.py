@@ -12,7 +12,7 @@ from helpers import ROOT, optional
 
 from benchmarks.__main__ import DEFAULT_RUNTIMES, _parser, cache_key
 from benchmarks.__main__ import main as benchmark_main
-from benchmarks.report import ratio_over_rounds
+from benchmarks.report import _target_lines, ratio_over_rounds, target_ratios
 
 # Every runtime runs in its own subprocess whatever the backend of the test session.
 pytestmark = pytest.mark.any_backend(runs_on="torch")
@@ -75,6 +75,19 @@ def test_ratios_are_taken_within_rounds():
     value = ratio_over_rounds(table, "ours", ("a", "b"), ("XS", 1, 224, 2))
     assert value["rounds"] == 3 and value["low"] == 0.5 and value["high"] == 1.5 and value["median"] == 1.2
     assert ratio_over_rounds(table, "missing", ("a",), ("XS", 1, 224, 2)) is None
+
+
+def test_a_subset_of_runtimes_reports_its_targets_as_not_measured():
+    """`--runtimes keras-jax` measures no PyTorch peer: its target rows say so (a subset run
+    once ended in a KeyError while writing its report)."""
+    rows = [{"runtime": "keras-jax", "variant": "L1", "batch": 1, "size": 224, "threads": 2, "round": r,
+             "median_ms": 30.0 + r} for r in range(2)]
+    report = {"settings": {"variants": ["L1"], "batch_sizes": [1], "size": 224, "threads": 2, "training_batch": 32},
+              "results": rows, "training": []}
+    [row] = target_ratios(report)["keras_vs_best_pytorch"]
+    assert row["runtime"] == "keras-jax" and "median" not in row
+    lines = [line for line in _target_lines(report) if line.startswith("| best Keras")]
+    assert lines == ["| best Keras backend / best PyTorch runtime | L1 | 1 | Keras, JAX (jit) | - | 1.0 | not measured |"]
 
 
 def test_benchmark_rejects_bad_arguments(tmp_path, capsys):

@@ -258,6 +258,8 @@ def test_command_line(small_digits, tmp_path, capsys):
     # and its variant: no --model needed. Another --model is one clear line.
     assert swiftformer(["predict", image, "--weights", str(tmp_path / "cli" / "final.keras")]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[1].startswith("digit_")
+    assert swiftformer(["predict", image, "--weights", final, "--image-size", "16"]) == 0
+    assert "--image-size 16 is smaller than the 32x32 these weights were trained at" in capsys.readouterr().err
     assert swiftformer(["predict", image, "--model", "S", "--weights", str(tmp_path / "cli" / "final.keras")]) == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "are for SwiftFormer-XS" in error[0] and "SwiftFormer-S " in error[0], error

@@ -537,8 +537,13 @@ def test_export_to_a_folder_and_bad_constructor_values(tmp_path, capsys):
         swiftformer(["export", "--model", "XS", "--weights", "none", "--image-size", "32",
                      "-o", str(tmp_path / "out.tflite")])
     assert usage.value.code == 2 and "is a folder" in capsys.readouterr().err
+    # Random weights export (a deployment test needs no download), but are said to be random.
+    assert swiftformer(["export", "--model", "XS", "--weights", "none", "--image-size", "32",
+                        "-o", str(tmp_path / "random.tflite")]) == 0
+    assert "--weights none builds the model with random weights: the file is for testing" in capsys.readouterr().err
     with pytest.raises(ValueError, match="positive integer"):
         keras_swiftformer.SwiftFormerXS(classes=2.7)
     with pytest.raises(ValueError, match="finite"):
         keras_swiftformer.layers.LayerScale(float("nan"))
-    record("export -o to an existing folder; classes=2.7; LayerScale(nan)", "one-line error / ValueError")
+    record("export -o to an existing folder; export --weights none; classes=2.7; LayerScale(nan)",
+           "one-line error / a random-weights warning / ValueError")

@@ -185,7 +185,7 @@ def test_no_network(tmp_path, monkeypatch):
         keras_swiftformer.SwiftFormer((1, 1, 1, 1), (8, 16, 24, 32), weights="imagenet")
 
 
-def test_predict_command(hosts, capsys):
+def test_predict_command(hosts, capsys, tmp_path):
     image = os.path.join(ROOT, "examples", "chelsea.jpg")
     assert cli(["predict", image, image, "--model", "XS", "--top", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -197,6 +197,16 @@ def test_predict_command(hosts, capsys):
     assert "random weights: its classes are noise" in capsys.readouterr().err
     assert cli(["predict", "missing.jpg", "--model", "XS"]) == 1
     assert "Image(s) not found: missing.jpg" in capsys.readouterr().err
+    # One corrupt file among good ones: the good ones are classified, the bad one reported, exit 1.
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8 not a JPEG")
+    assert cli(["predict", image, str(corrupt), "--model", "XS", "--top", "1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-2].endswith("chelsea.jpg:") and "corrupt.jpg" not in captured.out
+    assert f"error: Could not read {corrupt} as an image" in captured.err
+    assert "Classified 1 of 2 images; 1 could not be read" in captured.err
+    assert cli(["predict", str(corrupt), "--model", "XS"]) == 1
+    assert "error: No image could be read:\n  Could not read" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:  # a usage error: exit code 2, naming the flag
         cli(["predict", image, "--model", "L2"])
     assert usage.value.code == 2 and "argument --model: unknown variant 'L2'" in capsys.readouterr().err

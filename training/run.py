@@ -169,7 +169,8 @@ def learning_curves(csv_path, png_path):
     left.set_xlabel("epoch"), left.set_ylabel("loss"), left.legend()
     right.plot(epochs, rows["top1"], label="train top-1")
     right.plot(epochs, rows["val_top1"], label="validation top-1")
-    right.plot(epochs, rows["val_top5"], label="validation top-5")
+    if "val_top5" in rows.dtype.names:  # logged for more than 5 classes
+        right.plot(epochs, rows["val_top5"], label="validation top-5")
     right.set_xlabel("epoch"), right.set_ylabel("accuracy"), right.legend()
     figure.tight_layout()
     with atomic_path(png_path) as temporary:
