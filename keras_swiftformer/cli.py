@@ -252,6 +252,9 @@ def _warn_if_random(weights, consequence):
 
 
 def predict(args):
+    folders = [path for path in args.images if os.path.isdir(path)]
+    if folders:
+        raise ValueError(f"{', '.join(folders)}: a folder; pass image files (for example {folders[0]}/*.jpg)")
     missing = [path for path in args.images if not os.path.isfile(path)]
     if missing:
         raise FileNotFoundError(f"Image(s) not found: {', '.join(missing)}")
@@ -334,12 +337,14 @@ def export(args):
         f"latency {report['latency_ms']:.1f} ms (Keras {report['keras_latency_ms']:.1f} ms)"
     )
     if args.quantize == "int8" and (report["cosine"] < 0.9 or report["top1_agreement"] < 0.9):
-        if report["probabilities"] and report["keras_top_score"] < 0.05:
+        classes = int(model.output.shape[-1])
+        # Near-uniform: a random or barely trained model (0.05 of 1000 classes, 0.5 of 4).
+        if report["probabilities"] and report["keras_top_score"] < min(0.5, max(0.05, 2 / classes)):
             print(
                 f"Note: the int8 file's probabilities move in steps of 1/256; these weights give near-uniform "
-                f"probabilities (about 1/{int(model.output.shape[-1])} each: untrained or random weights), "
-                "which round to 0, hence the low agreement. A trained model's top classes are well above "
-                "the step; `--logits` exports the raw scores, to compare with Keras' logits."
+                f"probabilities (about 1/{classes} each: untrained, barely trained or random weights), "
+                "whose differences are below that step, hence the low agreement. A trained model's top "
+                "classes are well apart; `--logits` exports the raw scores, to compare with Keras' logits."
             )
         elif not (args.calibration and os.path.isdir(args.calibration)):
             print("Note: verified on random pixels, on which int8 and float models often disagree; pass "

@@ -197,6 +197,8 @@ def test_predict_command(hosts, capsys, tmp_path):
     assert "random weights: its classes are noise" in capsys.readouterr().err
     assert cli(["predict", "missing.jpg", "--model", "XS"]) == 1
     assert "Image(s) not found: missing.jpg" in capsys.readouterr().err
+    assert cli(["predict", str(tmp_path), "--model", "XS"]) == 1  # a folder is not "not found"
+    assert f"{tmp_path}: a folder; pass image files (for example {tmp_path}/*.jpg)" in capsys.readouterr().err
     # One corrupt file among good ones: the good ones are classified, the bad one reported, exit 1.
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8 not a JPEG")

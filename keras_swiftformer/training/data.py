@@ -217,7 +217,8 @@ def prepared_tfds_builder(name, data_dir=None, alternative="a folder of class su
         raise DatasetError(
             f"Could not download the tfds dataset {name!r}: its download host {host} cannot be "
             "found (no network, or no DNS). Without internet, prepare it on another machine and "
-            f"pass its data_dir, or use {alternative}."
+            f"pass the folder it was prepared in (--data-dir on the command line, data_dir= in Python), "
+            f"or use {alternative}."
         )
     started = time.time() - 1  # file times may be rounded to the second
     try:
@@ -229,7 +230,7 @@ def prepared_tfds_builder(name, data_dir=None, alternative="a folder of class su
         raise DatasetError(
             f"Could not download or prepare the tfds dataset {name!r} ({type(error).__name__}: "
             f"{str(error)[:300]}). Without internet, prepare it on another machine and pass "
-            f"its data_dir, or use {alternative}."
+            f"the folder it was prepared in (--data-dir on the command line, data_dir= in Python), or use {alternative}."
         ) from error
     return builder
 
