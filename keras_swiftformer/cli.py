@@ -246,6 +246,12 @@ def _load_images(paths, size):
     return images, unreadable
 
 
+def near_uniform(top_score, classes):
+    """Whether a model's mean top probability is that of a random or barely trained model
+    (below 0.05 of 1000 classes, 0.5 of 4), where int8's 1/256 steps decide the top class."""
+    return top_score < min(0.5, max(0.05, 2 / classes))
+
+
 def _warn_if_random(weights, consequence):
     if weights.lower() == "none":
         print(f"warning: --weights none builds the model with random weights: {consequence}", file=sys.stderr)
@@ -338,8 +344,7 @@ def export(args):
     )
     if args.quantize == "int8" and (report["cosine"] < 0.9 or report["top1_agreement"] < 0.9):
         classes = int(model.output.shape[-1])
-        # Near-uniform: a random or barely trained model (0.05 of 1000 classes, 0.5 of 4).
-        if report["probabilities"] and report["keras_top_score"] < min(0.5, max(0.05, 2 / classes)):
+        if report["probabilities"] and near_uniform(report["keras_top_score"], classes):
             print(
                 f"Note: the int8 file's probabilities move in steps of 1/256; these weights give near-uniform "
                 f"probabilities (about 1/{classes} each: untrained, barely trained or random weights), "

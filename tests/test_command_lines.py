@@ -145,3 +145,13 @@ def test_native_logs_are_held_back_unless_the_command_fails(capfd):
     with cli.native_logs_held(verbose=True):
         os.write(2, b"I0000 shown with --verbose\n")
     assert "shown with --verbose" in capfd.readouterr().err
+
+
+def test_the_int8_note_tells_rounding_from_calibration():
+    """A near-uniform model's int8 disagreement is rounding (1/256 steps), not calibration:
+    judged against the model's own class count (a barely trained 4-class model at 0.3 got
+    calibration advice when only 1000 classes were considered)."""
+    assert cli.near_uniform(0.001, 1000) and not cli.near_uniform(0.3, 1000)
+    assert cli.near_uniform(0.3, 4) and not cli.near_uniform(0.9, 4)
+    assert cli.near_uniform(0.15, 10) and not cli.near_uniform(0.25, 10)
+    assert not cli.near_uniform(0.6, 2)  # half of 2 classes is chance: 0.6 is not near-uniform

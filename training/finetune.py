@@ -21,7 +21,7 @@ from keras_swiftformer.models import build_variant
 from keras_swiftformer.models.swiftformer import architecture
 from keras_swiftformer.training.data import Augmentation, DatasetError, load_datasets, make_pipeline
 from keras_swiftformer.training.distillation import HardDistillation
-from keras_swiftformer.training.metrics import evaluate
+from keras_swiftformer.training.metrics import evaluate, has_top5
 from keras_swiftformer.training.recipe import Recipe, build_optimizer
 from keras_swiftformer.variants import get_variant
 from keras_swiftformer.weights import save_weights
@@ -59,9 +59,8 @@ def _compile(model, training_model, recipe, steps, epochs, label_smoothing, offs
     training_model.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
-        # Top-5 of 5 classes or fewer is 1.0 whatever the model does: not logged.
         metrics=[keras.metrics.CategoricalAccuracy(name="top1")]
-        + ([keras.metrics.TopKCategoricalAccuracy(k=5, name="top5")] if classes > 5 else []),
+        + ([keras.metrics.TopKCategoricalAccuracy(k=5, name="top5")] if has_top5(classes) else []),
     )
 
 

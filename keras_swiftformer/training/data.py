@@ -212,13 +212,13 @@ def prepared_tfds_builder(name, data_dir=None, alternative="a folder of class su
         raise DatasetError(f"Unknown tensorflow-datasets name {name!r}: {str(error)[:500]}") from error
     if check is not None:
         check(builder)
+    offline = ("Without internet, prepare it on another machine and pass the folder it was prepared in "
+               f"(--data-dir on the command line, data_dir= in Python), or use {alternative}.")
     host = _unresolved_download_host(tfds, builder)
     if host is not None:
         raise DatasetError(
             f"Could not download the tfds dataset {name!r}: its download host {host} cannot be "
-            "found (no network, or no DNS). Without internet, prepare it on another machine and "
-            f"pass the folder it was prepared in (--data-dir on the command line, data_dir= in Python), "
-            f"or use {alternative}."
+            f"found (no network, or no DNS). {offline}"
         )
     started = time.time() - 1  # file times may be rounded to the second
     try:
@@ -229,8 +229,7 @@ def prepared_tfds_builder(name, data_dir=None, alternative="a folder of class su
             _remove_partial_downloads(os.path.join(root, "downloads"), started)
         raise DatasetError(
             f"Could not download or prepare the tfds dataset {name!r} ({type(error).__name__}: "
-            f"{str(error)[:300]}). Without internet, prepare it on another machine and pass "
-            f"the folder it was prepared in (--data-dir on the command line, data_dir= in Python), or use {alternative}."
+            f"{str(error)[:300]}). {offline}"
         ) from error
     return builder
 

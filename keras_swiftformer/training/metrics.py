@@ -7,9 +7,15 @@ import numpy as np
 from keras_swiftformer.training.segmentation_data import IGNORE_LABEL
 
 
+def has_top5(classes):
+    """Whether a top-5 accuracy says anything: of 5 classes or fewer it is 1.0 whatever the
+    model does."""
+    return classes > 5
+
+
 def evaluate(model, pipeline, class_names):
-    """top-1, top-5 and per-class accuracy of `model` on a validation pipeline. With 5 classes
-    or fewer every label is among the top 5: `val_top5` is then None, not a trivial 1.0."""
+    """top-1, top-5 and per-class accuracy of `model` on a validation pipeline (`val_top5`
+    None where `has_top5` is false, not a trivial 1.0)."""
     predictions, labels = [], []
     for images, one_hot in pipeline:
         predictions.append(keras.ops.convert_to_numpy(model(images, training=False)))
@@ -23,7 +29,7 @@ def evaluate(model, pipeline, class_names):
     }
     return {
         "val_top1": float(np.mean(top_k[:, 0] == labels)),
-        "val_top5": float(np.mean(np.any(top_k == labels[:, None], axis=1))) if k < predictions.shape[1] else None,
+        "val_top5": float(np.mean(np.any(top_k == labels[:, None], axis=1))) if has_top5(predictions.shape[1]) else None,
         "val_examples": int(len(labels)),
         "per_class_accuracy": per_class,
     }
