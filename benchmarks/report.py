@@ -18,7 +18,7 @@ LABELS = {
     "keras-tensorflow-xla": "Keras, TensorFlow + XLA",
     "keras-jax": "Keras, JAX (jit)",
     "keras-torch": "Keras, PyTorch backend",
-    "keras-torch-compile": "Keras, PyTorch backend + torch.compile",
+    "keras-torch-compile": "Keras, PyTorch backend + torch.compile, freezing",
     "tflite-float32": "our TFLite float32 (LiteRT, XNNPACK)",
     "tflite-int8": "our TFLite full int8 (LiteRT, XNNPACK)",
     "onnx-ours": "our ONNX (ONNX Runtime)",

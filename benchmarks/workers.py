@@ -176,6 +176,10 @@ def _keras_runner(model, x, runtime):
     tensor = torch.from_numpy(x)
     call = model
     if runtime.endswith("compile"):
+        import torch._inductor.config as inductor
+
+        # The official model's torch.compile row has freezing on; the same setting here.
+        inductor.freezing = True
         call = torch.compile(model, dynamic=False)
 
     def run():

@@ -300,6 +300,7 @@ def test_export_from_a_weights_file(tmp_path, tiny):
     assert sorted(os.listdir(tmp_path)) == ["mine.json", "mine.labels.txt", "mine.tflite", "mine.weights.h5"]
 
 
+@pytest.mark.any_backend  # export runs on TensorFlow; test_export_from_any_backend covers the subprocess
 def test_a_fixed_input_model_exports_at_its_own_size(tmp_path):
     model = randomise_weights(tiny_model(input_shape=(64, 64, 3)), seed=4)
     images = np.random.RandomState(6).uniform(0, 255, (8, 64, 64, 3)).astype("float32")  # pixels
