@@ -110,19 +110,24 @@ def measure_sgemm(job):
     return [{"sgemm_gflops": sgemm_peak_gflops(job["threads"]), "threads": job["threads"]}]
 
 
-def _ort_on_torch_export(model, x, job):
-    """What a PyTorch user deploying on CPU runs: torch.onnx.export + ONNX Runtime."""
+def torch_onnx_file(model, x, cache):
+    """The official model's `torch.onnx.export` at the shape of `x`, kept in `cache`."""
     import torch
 
     from keras_swiftformer.io import atomic_path
 
-    path = os.path.join(job["cache"], f"torch_{model.config.embed_dims[-1]}_{model.config.depths[-1]}_{tuple(x.shape)}.onnx")
+    path = os.path.join(cache, f"torch_{model.config.embed_dims[-1]}_{model.config.depths[-1]}_{tuple(x.shape)}.onnx")
     if not os.path.exists(path):
         with torch.no_grad(), atomic_path(path) as temporary:
             # The TorchScript exporter: the dynamo one needs onnxscript, which no other part uses.
             torch.onnx.export(model, (x,), temporary, dynamo=False, input_names=["pixel_values"],
                               output_names=["logits"], opset_version=17)
-    return _file_call(path, x.numpy(), job["threads"])
+    return path
+
+
+def _ort_on_torch_export(model, x, job):
+    """What a PyTorch user deploying on CPU runs: torch.onnx.export + ONNX Runtime."""
+    return _file_call(torch_onnx_file(model, x, job["cache"]), x.numpy(), job["threads"])
 
 
 def _file_call(path, x, threads):

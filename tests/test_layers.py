@@ -5,9 +5,10 @@ import math
 import keras
 import numpy as np
 import pytest
-from helpers import to_numpy
+from helpers import BACKEND, to_numpy
 
 from keras_swiftformer import layers as ksl
+from keras_swiftformer.layers.initializers import RandomNormal, TruncatedNormal
 
 
 def test_exact_gelu_is_the_erf_form():
@@ -187,3 +188,30 @@ def test_conv_fast_paths_equal_keras_convolution(kernel_size, strides, channels)
         target.assign(np.random.RandomState(2).normal(size=source.shape).astype("float32"))
         source.assign(target)
     np.testing.assert_allclose(to_numpy(depthwise(x)), to_numpy(plain(x)), atol=1e-5)
+
+
+
+@pytest.mark.parametrize("cls, truncated", [(TruncatedNormal, True), (RandomNormal, False)])
+def test_initializers_draw_keras_distributions_and_follow_the_seed(cls, truncated):
+    keras.utils.set_random_seed(1)
+    values = to_numpy(keras.Variable(cls(stddev=0.02)((256, 512)), dtype="float32"))
+    assert values.shape == (256, 512)
+    # The truncated normal's standard deviation is 0.88 of the untruncated one (cut at 2 sigma).
+    expected_std = 0.02 * (0.8796 if truncated else 1.0)
+    assert abs(values.std() - expected_std) < 0.02 * 0.01 and abs(values.mean()) < 0.02 * 0.01
+    # Beyond two sigma: 4.6% of a normal's values, almost none of a truncated one's (Keras' PyTorch
+    # backend keeps the fourth try's value when four draws in a row fall outside: 4e-6 of them).
+    beyond = float((np.abs(values) > 0.04).mean())
+    assert beyond < 1e-4 if truncated else abs(beyond - 0.0455) < 0.003, beyond
+    # keras.utils.set_random_seed fixes the weights of a model built after it.
+    draws = []
+    for _ in range(2):
+        keras.utils.set_random_seed(3)
+        draws.append(to_numpy(cls()((4, 5))))
+    assert np.array_equal(*draws) and not np.array_equal(draws[0], to_numpy(cls()((4, 5))))
+    assert np.array_equal(to_numpy(cls(seed=7)((3,))), to_numpy(cls(seed=7)((3,))))
+    if BACKEND != "jax":  # Keras' own draws there, so seeded runs keep their weights
+        keras_class = getattr(keras.initializers, cls.__name__)
+        assert np.array_equal(to_numpy(cls(seed=5)((6, 7))), to_numpy(keras_class(seed=5)((6, 7))))
+    restored = keras.initializers.deserialize(keras.initializers.serialize(cls(mean=0.1, stddev=0.3, seed=2)))
+    assert type(restored) is cls and restored.get_config() == {"mean": 0.1, "stddev": 0.3, "seed": 2}

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_swiftformer.layers.initializers import RandomNormal
 from keras_swiftformer.layers.numerics import l2_normalize
 from keras_swiftformer.layers.primitives import apply, dense
 
@@ -73,7 +74,7 @@ class EfficientAdditiveAttention(keras.layers.Layer):
         for layer in (self.to_query, self.to_key, self.proj, self.final):
             layer.build(input_shape)
         self.w_g = self.add_weight(
-            name="w_g", shape=(self.dim, 1), initializer=keras.initializers.RandomNormal()
+            name="w_g", shape=(self.dim, 1), initializer=RandomNormal()
         )
 
     def token_weights(self, inputs):

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_swiftformer.layers.initializers import TruncatedNormal
+
 BATCH_NORM_EPSILON = 1e-5
 BATCH_NORM_MOMENTUM = 0.9
 DATA_FORMAT = "channels_last"
@@ -139,7 +141,7 @@ def conv2d(filters, kernel_size, name, strides=1, padding="valid", dtype=None):
         strides=strides,
         padding=padding,
         data_format=DATA_FORMAT,
-        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        kernel_initializer=TruncatedNormal(stddev=0.02),
         name=name,
         dtype=dtype,
     )
@@ -188,7 +190,7 @@ def depthwise_conv2d(kernel_size, name, dtype=None):
         kernel_size,
         padding="same",
         data_format=DATA_FORMAT,
-        depthwise_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        depthwise_initializer=TruncatedNormal(stddev=0.02),
         name=name,
         dtype=dtype,
     )
@@ -220,7 +222,7 @@ def symmetric_padding(pad, name, dtype=None):
 def dense(units, name, dtype=None):
     return keras.layers.Dense(
         units,
-        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        kernel_initializer=TruncatedNormal(stddev=0.02),
         name=name,
         dtype=dtype,
     )
