@@ -20,9 +20,15 @@ import tempfile
 import time
 
 import numpy as np
+import torch
 
 from benchmarks.measure import pin_threads
+from benchmarks.workers import torch_onnx_file
+from conversion.official_model import official_swiftformer
 from keras_swiftformer.cli import HelpFormatter
+from keras_swiftformer.export import export_onnx
+from keras_swiftformer.export.runtime import ONNXRuntime
+from keras_swiftformer.models import build_variant
 from keras_swiftformer.variants import get_variant
 
 WARMUP_CALLS = 10
@@ -31,8 +37,6 @@ WARMUP_CALLS = 10
 def node_times(path, images, threads, runs):
     """`({operator type: ms per call}, {operator type: nodes}, wall ms per call)` of an ONNX
     file, from ONNX Runtime's profiler over `runs` calls after a warm-up."""
-    from keras_swiftformer.export.runtime import ONNXRuntime
-
     with tempfile.TemporaryDirectory(prefix="swiftformer-onnx-profile-") as folder:
         runtime = ONNXRuntime(path, threads, spinning=True, profile_prefix=os.path.join(folder, "profile"))
         prepared = runtime.prepare(images)
@@ -58,13 +62,6 @@ def node_times(path, images, threads, runs):
 
 def files(variant, folder, size=224):
     """`(ours, torch's)`: the two ONNX files of `variant`, written into `folder`."""
-    import torch
-
-    from benchmarks.workers import torch_onnx_file
-    from conversion.official_model import official_swiftformer
-    from keras_swiftformer.export import export_onnx
-    from keras_swiftformer.models import build_variant
-
     ours = os.path.join(folder, f"swiftformer_{variant.lower()}_{size}.onnx")
     export_onnx(build_variant(variant, weights=None), ours, input_size=size)
     theirs = torch_onnx_file(official_swiftformer(variant), torch.zeros(1, 3, size, size), folder)

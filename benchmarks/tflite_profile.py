@@ -23,10 +23,18 @@ import tempfile
 import time
 from unittest import mock
 
+import keras
 import numpy as np
+from keras import ops
 
+import keras_swiftformer.layers.conv_encoder as conv_encoder
+import keras_swiftformer.layers.efficient_additive_attention as attention
+import keras_swiftformer.layers.swiftformer_encoder as swiftformer_encoder
 from benchmarks.measure import pin_threads
 from keras_swiftformer.cli import HelpFormatter
+from keras_swiftformer.export import export_tflite
+from keras_swiftformer.export.runtime import TFLiteRuntime
+from keras_swiftformer.models import build_variant
 from keras_swiftformer.variants import get_variant
 
 # The operators each form swaps out, and what replaces them.
@@ -46,12 +54,6 @@ def _swapped(parts):
     """The model's GELUs traced as ReLU (`"gelu"`) or as `x * sigmoid(1.702 x)`
     (`"sigmoid_gelu"`), and its attention's L2 normalisations traced as a scaling by 0.5
     (`"l2"`, which keeps the values in range), in this block."""
-    from keras import ops
-
-    import keras_swiftformer.layers.conv_encoder as conv_encoder
-    import keras_swiftformer.layers.efficient_additive_attention as attention
-    import keras_swiftformer.layers.swiftformer_encoder as swiftformer_encoder
-
     with contextlib.ExitStack() as stack:
         for part, gelu in (("gelu", ops.relu), ("sigmoid_gelu", lambda x: x * ops.sigmoid(1.702 * x))):
             if part in parts:
@@ -79,11 +81,6 @@ def delegation(interpreter):
 
 def export_forms(variant, quantizations, folder, size=224):
     """`{(form, quantization): path}`: the benchmark's file of `variant` in every form."""
-    import keras
-
-    from keras_swiftformer.export import export_tflite
-    from keras_swiftformer.models import build_variant
-
     calibration = np.random.RandomState(0).uniform(-2, 2, (8, size, size, 3)).astype("float32")
     paths = {}
     for form, parts in FORMS.items():
@@ -102,8 +99,6 @@ def export_forms(variant, quantizations, folder, size=224):
 
 def profile(variants, quantizations, threads, rounds, folder, size=224, calls=30):
     """Rows of the ablation profile (see the module's docstring)."""
-    from keras_swiftformer.export.runtime import TFLiteRuntime
-
     rows = []
     for variant in variants:
         runtimes = {key: TFLiteRuntime(path, threads=threads)
@@ -167,8 +162,6 @@ def main(argv=None):
             get_variant(variant)
         except ValueError as error:
             parser.error(f"--models: {error}")
-    import keras
-
     if keras.backend.backend() != "tensorflow":
         # The swapped operators are patched in this process; an export from another backend
         # runs in a TensorFlow subprocess, which would not see them.
