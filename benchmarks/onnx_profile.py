@@ -22,6 +22,7 @@ import time
 import numpy as np
 import torch
 
+from benchmarks.arguments import check_threads, variant_list
 from benchmarks.measure import pin_threads
 from benchmarks.workers import torch_onnx_file
 from conversion.official_model import official_swiftformer
@@ -29,7 +30,6 @@ from keras_swiftformer.cli import HelpFormatter
 from keras_swiftformer.export import export_onnx
 from keras_swiftformer.export.runtime import ONNXRuntime
 from keras_swiftformer.models import build_variant
-from keras_swiftformer.variants import get_variant
 
 WARMUP_CALLS = 10
 
@@ -111,14 +111,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.runs < 1 or args.image_size < 32:
         parser.error("--runs must be at least 1 and --image-size at least 32")
-    if not 1 <= args.threads <= len(os.sched_getaffinity(0)):
-        parser.error(f"--threads must be between 1 and the {len(os.sched_getaffinity(0))} cores available")
-    variants = [v.strip().upper() for v in args.models.split(",") if v.strip()]
-    for variant in variants:
-        try:
-            get_variant(variant)
-        except ValueError as error:
-            parser.error(f"--models: {error}")
+    check_threads(parser, args.threads)
+    variants = variant_list(parser, args.models)
     pin_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="swiftformer-onnx-files-") as folder:
         print(markdown(profile(variants, args.threads, args.runs, folder, args.image_size)))

@@ -30,12 +30,12 @@ from keras import ops
 import keras_swiftformer.layers.conv_encoder as conv_encoder
 import keras_swiftformer.layers.efficient_additive_attention as attention
 import keras_swiftformer.layers.swiftformer_encoder as swiftformer_encoder
+from benchmarks.arguments import check_threads, variant_list
 from benchmarks.measure import pin_threads
 from keras_swiftformer.cli import HelpFormatter
 from keras_swiftformer.export import export_tflite
 from keras_swiftformer.export.runtime import TFLiteRuntime
 from keras_swiftformer.models import build_variant
-from keras_swiftformer.variants import get_variant
 
 # The operators each form swaps out, and what replaces them.
 FORMS = {
@@ -154,14 +154,8 @@ def main(argv=None):
         parser.error("--quantizations takes float32, int8 or both")
     if args.rounds < 1 or args.image_size < 32:
         parser.error("--rounds must be at least 1 and --image-size at least 32")
-    if not 1 <= args.threads <= len(os.sched_getaffinity(0)):
-        parser.error(f"--threads must be between 1 and the {len(os.sched_getaffinity(0))} cores available")
-    variants = [v.strip().upper() for v in args.models.split(",") if v.strip()]
-    for variant in variants:
-        try:
-            get_variant(variant)
-        except ValueError as error:
-            parser.error(f"--models: {error}")
+    check_threads(parser, args.threads)
+    variants = variant_list(parser, args.models)
     if keras.backend.backend() != "tensorflow":
         # The swapped operators are patched in this process; an export from another backend
         # runs in a TensorFlow subprocess, which would not see them.
