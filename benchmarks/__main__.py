@@ -18,7 +18,6 @@ import concurrent.futures
 import datetime
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
@@ -28,6 +27,7 @@ import sys
 import tempfile
 import time
 
+from benchmarks.arguments import require_installed
 from benchmarks.measure import THREAD_VARIABLES
 from benchmarks.report import write_report
 from keras_swiftformer.cli import HelpFormatter
@@ -87,13 +87,7 @@ def _check_installed(runtimes, training, pipeline):
             needed.add(runtime.split("-")[1])
     if pipeline:
         needed |= {"tensorflow", "skimage"}
-    missing = sorted(m for m in needed if importlib.util.find_spec(m) is None)
-    if missing:
-        raise SystemExit(
-            "error: the benchmarks need " + ", ".join(missing) + ". Install them with: pip install "
-            "'keras-swiftformer[test]' (on CPU-only machines install torch==2.13.0 first), or "
-            "choose --runtimes without them."
-        )
+    require_installed(needed)
 
 
 def versions():

@@ -1,8 +1,20 @@
 """Command-line checks that the benchmark's tools share."""
 
+import importlib.util
 import os
 
 from keras_swiftformer.variants import get_variant
+
+
+def require_installed(modules, advice="choose --runtimes without them"):
+    """Exits with one error naming every module of `modules` that is not installed."""
+    missing = sorted(m for m in modules if importlib.util.find_spec(m) is None)
+    if missing:
+        raise SystemExit(
+            "error: the benchmarks need " + ", ".join(missing) + ". Install them with: pip install "
+            "'keras-swiftformer[test]' (on CPU-only machines install torch==2.13.0 first)"
+            + (f", or {advice}." if advice else ".")
+        )
 
 
 def check_threads(parser, threads):

@@ -20,12 +20,10 @@ import tempfile
 import time
 
 import numpy as np
-import torch
 
-from benchmarks.arguments import check_threads, variant_list
+from benchmarks.arguments import check_threads, require_installed, variant_list
 from benchmarks.measure import pin_threads
-from benchmarks.workers import torch_onnx_file
-from conversion.official_model import official_swiftformer
+from benchmarks.workers import official_onnx_file
 from keras_swiftformer.cli import HelpFormatter
 from keras_swiftformer.export import export_onnx
 from keras_swiftformer.export.runtime import ONNXRuntime
@@ -64,7 +62,7 @@ def files(variant, folder, size=224):
     """`(ours, torch's)`: the two ONNX files of `variant`, written into `folder`."""
     ours = os.path.join(folder, f"swiftformer_{variant.lower()}_{size}.onnx")
     export_onnx(build_variant(variant, weights=None), ours, input_size=size)
-    theirs = torch_onnx_file(official_swiftformer(variant), torch.zeros(1, 3, size, size), folder)
+    theirs = official_onnx_file(variant, size, folder)
     return ours, theirs
 
 
@@ -112,6 +110,7 @@ def main(argv=None):
     if args.runs < 1 or args.image_size < 32:
         parser.error("--runs must be at least 1 and --image-size at least 32")
     check_threads(parser, args.threads)
+    require_installed(("tensorflow", "tf2onnx", "onnxruntime", "torch", "transformers"), advice=None)
     variants = variant_list(parser, args.models)
     pin_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="swiftformer-onnx-files-") as folder:

@@ -30,7 +30,7 @@ from keras import ops
 import keras_swiftformer.layers.conv_encoder as conv_encoder
 import keras_swiftformer.layers.efficient_additive_attention as attention
 import keras_swiftformer.layers.swiftformer_encoder as swiftformer_encoder
-from benchmarks.arguments import check_threads, variant_list
+from benchmarks.arguments import check_threads, require_installed, variant_list
 from benchmarks.measure import pin_threads
 from keras_swiftformer.cli import HelpFormatter
 from keras_swiftformer.export import export_tflite
@@ -155,6 +155,7 @@ def main(argv=None):
     if args.rounds < 1 or args.image_size < 32:
         parser.error("--rounds must be at least 1 and --image-size at least 32")
     check_threads(parser, args.threads)
+    require_installed(("tensorflow", "ai_edge_litert"), advice=None)
     variants = variant_list(parser, args.models)
     if keras.backend.backend() != "tensorflow":
         # The swapped operators are patched in this process; an export from another backend

@@ -125,6 +125,15 @@ def torch_onnx_file(model, x, cache):
     return path
 
 
+def official_onnx_file(variant, size, cache):
+    """The official model's `torch.onnx.export` of `variant` (random weights) at batch 1."""
+    import torch
+
+    from conversion.official_model import official_swiftformer
+
+    return torch_onnx_file(official_swiftformer(variant), torch.zeros(1, 3, size, size), cache)
+
+
 def _ort_on_torch_export(model, x, job):
     """What a PyTorch user deploying on CPU runs: torch.onnx.export + ONNX Runtime."""
     return _file_call(torch_onnx_file(model, x, job["cache"]), x.numpy(), job["threads"])
