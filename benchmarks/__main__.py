@@ -27,11 +27,10 @@ import sys
 import tempfile
 import time
 
-from benchmarks.arguments import require_installed
+from benchmarks.arguments import check_threads, require_installed, variant_list
 from benchmarks.measure import THREAD_VARIABLES
 from benchmarks.report import write_report
 from keras_swiftformer.cli import HelpFormatter
-from keras_swiftformer.variants import get_variant
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -335,17 +334,12 @@ def _validate(parser, args):
     unknown = sorted(set(lists["training"]) - set(TRAINING_RUNTIMES))
     if unknown:
         parser.error(f"--training-runtimes: unknown runtimes {unknown}; choose from {', '.join(TRAINING_RUNTIMES)}")
-    if args.threads < 1 or args.threads > len(os.sched_getaffinity(0)):
-        parser.error(f"--threads must be between 1 and the {len(os.sched_getaffinity(0))} cores available")
+    check_threads(parser, args.threads)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     for flag, value in (("--models", args.models), ("--training-models", args.training_models),
                         ("--sweep-model", args.sweep_model)):
-        for variant in _list(value):
-            try:
-                get_variant(variant)
-            except ValueError as error:
-                parser.error(f"{flag}: {error}")
+        variant_list(parser, value, flag)
     try:
         batches = [int(b) for b in _list(args.batch_sizes)]
         sweep_sizes = [int(s) for s in _list(args.sweep_sizes)]

@@ -153,4 +153,3 @@ def test_pipeline_stages_are_each_measured(tmp_path):
     assert len(rows) == 12 and [row["round"] for row in rows] == [0] * 6 + [1] * 6
     assert rows[5]["stage"] == rows[-1]["stage"] == "+ MixUp/CutMix (L1 recipe, default)"
     assert all(row["images_per_s"] > 0 and row["cpu_ms_per_image"] > 0 for row in rows)
-
