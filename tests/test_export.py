@@ -89,6 +89,7 @@ def test_float_exports_match_keras(tmp_path, which, xs_model, s_model):
     onnx = export_onnx(model, tmp_path / "m.onnx", input_size=size)
     assert np.abs(run_file(onnx["path"], images) - expected).max() <= FLOAT_TOLERANCE
     assert_onnxruntime_fuses_every_gelu(onnx["path"], model_depths(model), tmp_path)
+    assert_l2_normalisations_are_reduce_l2(onnx["path"], model_depths(model))
     dynamic_onnx = export_onnx(model, tmp_path / "dyn.onnx", dynamic_axes=True)
     other = random_images((2, 96, 128, 3), seed=5)
     assert np.abs(run_file(dynamic_onnx["path"], other) - _logits(model, other)).max() <= FLOAT_TOLERANCE
@@ -107,6 +108,23 @@ def assert_onnxruntime_fuses_every_gelu(path, depths, tmp_path):
     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     ops = collections.Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
     assert ops["Erf"] == 0 and ops["Gelu"] == sum(depths) + len(depths), ops
+
+
+def assert_l2_normalisations_are_reduce_l2(path, depths):
+    """Each of the attention's L2 normalisations (query, key and the token weights, in each
+    stage's SwiftFormer Encoder) is `Div(x, Max(ReduceL2(x), eps))` in the file, none is
+    left as Mul, ReduceSum, Max, Sqrt, Reciprocal, Mul, and no constant is left unread (ONNX
+    Runtime warns about each one when it loads the file)."""
+    import collections
+
+    import onnx
+
+    graph = onnx.load(path).graph
+    ops = collections.Counter(node.op_type for node in graph.node)
+    assert ops["ReduceL2"] == 3 * len(depths) and ops["Max"] == 3 * len(depths), ops
+    assert ops["Sqrt"] == ops["Reciprocal"] == 0, ops
+    read = {name for node in graph.node for name in node.input}
+    assert [tensor.name for tensor in graph.initializer if tensor.name not in read] == []
 
 
 def test_export_from_any_backend(tmp_path, tiny):
