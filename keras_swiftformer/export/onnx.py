@@ -136,7 +136,6 @@ def _reduce_l2_normalizations(proto):
     numpy_helper = require("onnx.numpy_helper", "ONNX export", extra="export")
 
     initializers = {tensor.name: tensor for tensor in proto.graph.initializer}
-    producers = {output: node for node in proto.graph.node for output in node.output}
     consumers = {}
     for node in proto.graph.node:
         for name in node.input:
