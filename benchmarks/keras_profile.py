@@ -30,6 +30,7 @@ import numpy as np
 
 from benchmarks.arguments import check_threads, require_installed, variant_list
 from benchmarks.measure import pin_threads
+from benchmarks.workers import official_torch_call, torch_compile_frozen
 from keras_swiftformer.cli import HelpFormatter
 from keras_swiftformer.models import build_variant
 from keras_swiftformer.models.inference import inference_model
@@ -106,14 +107,6 @@ def torch_operator_times(call, runs):
     return totals, counts, wall_ms
 
 
-def compiled(model):
-    import torch
-    import torch._inductor.config as inductor
-
-    inductor.freezing = True  # as the benchmark's torch.compile rows: BatchNorm folded, weights prepacked
-    return torch.compile(model, dynamic=False)
-
-
 def our_call(model, images, compile_torch=False):
     """Our inference form as the benchmark's row for this backend runs it."""
     backend = keras.backend.backend()
@@ -126,27 +119,11 @@ def our_call(model, images, compile_torch=False):
     import torch
 
     tensor = torch.from_numpy(images)
-    run = compiled(model) if compile_torch else model
+    run = torch_compile_frozen(model) if compile_torch else model
 
     def call():
         with torch.inference_mode():
             return run(tensor, training=False)
-
-    return call
-
-
-def official_call(variant, images, compile_torch=False):
-    import torch
-
-    from conversion.official_model import official_swiftformer
-
-    model = official_swiftformer(variant)
-    tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-    run = compiled(model) if compile_torch else model
-
-    def call():
-        with torch.inference_mode():
-            return run(tensor)
 
     return call
 
@@ -164,16 +141,21 @@ def side(label, call, times, runs):
                           for op, ms in sorted(totals.items(), key=lambda item: -item[1])}}
 
 
-def profile(variants, threads, runs, batch, size=224, compile_torch=False):
+def use_threads(threads):
+    """Both frameworks' thread pools at `threads`, as the benchmark's workers set them; before
+    either creates its pools (TensorFlow refuses once its context exists)."""
     import torch
 
     torch.set_num_threads(threads)
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
+    if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def profile(variants, runs, batch, size=224, compile_torch=False):
+    backend = keras.backend.backend()
     ours_times = tensorflow_operator_times if backend == "tensorflow" else torch_operator_times
     images = np.random.RandomState(0).uniform(-2, 2, (batch, size, size, 3)).astype("float32")
     rows = []
@@ -184,7 +166,7 @@ def profile(variants, threads, runs, batch, size=224, compile_torch=False):
                      **side(f"Keras, {backend}" + (", torch.compile" if compile_torch else ""),
                             our_call(model, images, compile_torch), ours_times, runs)})
         rows.append({"variant": variant, "batch": batch,
-                     **side(f"official, torch {how}", official_call(variant, images, compile_torch),
+                     **side(f"official, torch {how}", official_torch_call(variant, images, compile_torch),
                             torch_operator_times, runs)})
     return rows
 
@@ -232,7 +214,8 @@ def main(argv=None):
     require_installed(("torch", "transformers"), advice=None)
     variants = variant_list(parser, args.models)
     pin_threads(args.threads)
-    print(markdown(profile(variants, args.threads, args.runs, args.batch_size, args.image_size, args.compile)))
+    use_threads(args.threads)
+    print(markdown(profile(variants, args.runs, args.batch_size, args.image_size, args.compile)))
     return 0
 
 

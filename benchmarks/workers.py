@@ -45,16 +45,40 @@ TORCH_PEERS = ("torch-eager", "torch-eager-channels-last", "torch-compile", "tor
                "ort-torch-export", "torch-eager-mhsa")
 
 
+def torch_compile_frozen(model, mode=None):
+    """`torch.compile` with inductor's freezing: BatchNorm folded, weights prepacked."""
+    import torch
+    import torch._inductor.config as inductor
+
+    inductor.freezing = True
+    return torch.compile(model, dynamic=False, mode=mode)
+
+
+def official_torch_call(variant, images, compile_torch=False):
+    """A call of the official model (NCHW, `inference_mode`) on NHWC `images`, eager or
+    compiled as the benchmark's rows run it."""
+    import torch
+
+    from conversion.official_model import official_swiftformer
+
+    model = official_swiftformer(variant)
+    tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    run = torch_compile_frozen(model) if compile_torch else model
+
+    def call():
+        with torch.inference_mode():
+            return run(tensor)
+
+    return call
+
+
 def _torch_runner(model, x, job):
     import torch
 
     runtime = job["runtime"]
     if runtime.startswith("torch-compile"):
-        import torch._inductor.config as inductor
-
-        inductor.freezing = True
         mode = "max-autotune" if runtime.endswith("max-autotune") else None
-        compiled = torch.compile(model, dynamic=False, mode=mode)
+        compiled = torch_compile_frozen(model, mode)
         return lambda: compiled(x)
     if runtime == "ort-torch-export":
         return _ort_on_torch_export(model, x, job)
