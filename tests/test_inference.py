@@ -145,7 +145,8 @@ def test_torch_compile_compiles_once():
     each time) until it fell back to running uncompiled; ours pads with torch directly.
     Recompiling is dynamo's decision, before any backend sees the graph, so dynamo's own
     `eager` backend shows it without inductor's minute of code generation (the benchmark's
-    quick run compiles the model with inductor)."""
+    quick run compiles the model with inductor). The values also check the compiled-only path
+    (`pointwise_mlp` on the NCHW view) against the eager one."""
     import torch
 
     folded = inference_model(randomise_weights(tiny_model(), seed=11))

@@ -11,6 +11,7 @@ from keras_swiftformer.layers.primitives import (
     conv2d,
     depthwise_conv2d,
     kernel_and_bias,
+    pointwise_mlp,
 )
 from keras_swiftformer.layers.stochastic_depth import StochasticDepth
 
@@ -75,7 +76,7 @@ class ConvEncoder(keras.layers.Layer):
     def call(self, inputs, training=None):
         if self.fused:
             x = apply(self.dwconv, inputs, fused=True)
-            return inputs + apply(self.pwconv2, exact_gelu(apply(self.pwconv1, x, fused=True)), fused=True)
+            return pointwise_mlp(self.pwconv1, self.pwconv2, x, residual=inputs)
         x = self.norm(self.dwconv(inputs), training=training)
         x = self.pwconv2(exact_gelu(self.pwconv1(x)))
         return inputs + self.drop_path(self.layer_scale(x), training=training)

@@ -13,6 +13,7 @@ import numpy as np
 from keras import ops
 
 from keras_swiftformer.layers.initializers import TruncatedNormal
+from keras_swiftformer.layers.numerics import exact_gelu
 
 BATCH_NORM_EPSILON = 1e-5
 BATCH_NORM_MOMENTUM = 0.9
@@ -120,6 +121,13 @@ def _torch_channels_last_conv(layer, inputs, padding, groups):
     `channels_last` memory format, which its oneDNN convolutions take and return as they are;
     the output viewed back is again a plain NHWC tensor.
     """
+    outputs = _torch_nchw_conv(layer, ops.convert_to_tensor(inputs).permute(0, 3, 1, 2), padding, groups)
+    outputs = outputs.permute(0, 2, 3, 1)
+    return layer.activation(outputs) if layer.activation is not None else outputs
+
+
+def _torch_nchw_conv(layer, inputs, padding=0, groups=1):
+    """`layer`'s convolution, without its activation, on a torch NCHW tensor."""
     import torch.nn.functional as functional  # the torch backend is running: torch is there
 
     # Keras kernels are (k_h, k_w, in / groups, out) for Conv2D and (k_h, k_w, in, 1) for a
@@ -127,11 +135,34 @@ def _torch_channels_last_conv(layer, inputs, padding, groups):
     kernel = ops.convert_to_tensor(layer.kernel)
     weight = kernel.permute(3, 2, 0, 1) if groups == 1 else kernel.permute(2, 3, 0, 1)
     bias = ops.convert_to_tensor(layer.bias) if layer.use_bias else None
-    outputs = functional.conv2d(
-        ops.convert_to_tensor(inputs).permute(0, 3, 1, 2), weight, bias,
-        stride=layer.strides, padding=padding, groups=groups,
-    ).permute(0, 2, 3, 1)
-    return layer.activation(outputs) if layer.activation is not None else outputs
+    return functional.conv2d(inputs, weight, bias, stride=layer.strides, padding=padding, groups=groups)
+
+
+def pointwise_mlp(fc1, fc2, inputs, residual=None):
+    """`residual + fc2(GELU(fc1(inputs)))` for an inference form's two 1x1 convolutions
+    (built, float32: their `call` is used directly, as `apply(..., fused=True)` does).
+
+    Under `torch.compile` the chain runs on the NCHW view of the channels-last tensors (a
+    permute, no copy), so inductor sees convolution, GELU, convolution, add, and folds the GELU
+    and the add into oneDNN's convolutions as post-ops, as it does for the official model. As
+    two layers it sees a permute between each convolution and its GELU, which stops that
+    fusion: SwiftFormer-XS at batch 8 then spends 34 ms in separate GELU and add kernels
+    against the official model's 12. Eager, `addmm` is the faster pointwise layer.
+    """
+    if keras.backend.backend() == "torch" and _torch_compiling():
+        x = _torch_nchw_conv(fc1, ops.convert_to_tensor(inputs).permute(0, 3, 1, 2))
+        x = _torch_nchw_conv(fc2, ops.gelu(x, approximate=False))
+        if residual is not None:
+            x = x + ops.convert_to_tensor(residual).permute(0, 3, 1, 2)
+        return x.permute(0, 2, 3, 1)
+    outputs = fc2.call(exact_gelu(fc1.call(inputs)))
+    return outputs if residual is None else residual + outputs
+
+
+def _torch_compiling():
+    import torch  # the torch backend is running: torch is there
+
+    return torch.compiler.is_compiling()
 
 
 def conv2d(filters, kernel_size, name, strides=1, padding="valid", dtype=None):

@@ -12,6 +12,7 @@ from keras_swiftformer.layers.primitives import (
     build_chain,
     conv2d,
     kernel_and_bias,
+    pointwise_mlp,
 )
 from keras_swiftformer.layers.stochastic_depth import StochasticDepth
 
@@ -41,7 +42,7 @@ class ConvMlp(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         if self.fused:
-            return apply(self.fc2, exact_gelu(apply(self.fc1, inputs, fused=True)), fused=True)
+            return pointwise_mlp(self.fc1, self.fc2, inputs)
         return self.fc2(exact_gelu(self.fc1(self.norm1(inputs, training=training))))
 
     def fold_into(self, target, output_scale=1.0):
