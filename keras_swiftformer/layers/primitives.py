@@ -146,12 +146,13 @@ def pointwise_mlp(fc1, fc2, inputs, residual=None):
     permute, no copy), so inductor sees convolution, GELU, convolution, add, and folds the GELU
     and the add into oneDNN's convolutions as post-ops, as it does for the official model. As
     two layers it sees a permute between each convolution and its GELU, which stops that
-    fusion: SwiftFormer-XS at batch 8 then spends 34 ms in separate GELU and add kernels
-    against the official model's 12. Eager, `addmm` is the faster pointwise layer.
+    fusion: SwiftFormer-XS at batch 8 then spent 23 ms in separate GELU and add kernels
+    against the official model's 11 (`benchmarks.keras_profile --batch-size 8 --compile`).
+    Eager, `addmm` is the faster pointwise layer.
     """
     if keras.backend.backend() == "torch" and _torch_compiling():
         x = _torch_nchw_conv(fc1, ops.convert_to_tensor(inputs).permute(0, 3, 1, 2))
-        x = _torch_nchw_conv(fc2, ops.gelu(x, approximate=False))
+        x = _torch_nchw_conv(fc2, exact_gelu(x))
         if residual is not None:
             x = x + ops.convert_to_tensor(residual).permute(0, 3, 1, 2)
         return x.permute(0, 2, 3, 1)
