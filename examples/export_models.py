@@ -55,7 +55,7 @@ def main():
     if args.calibration is None:
         pixels = sample_photos(size)
     else:
-        pixels = calibration_array(args.calibration, 16, size, include_preprocessing=True)
+        pixels = calibration_array(args.calibration, 16, size, include_preprocessing=True, verbose=False)
     flavours = [(f, o) for f, o in FLAVOURS if args.flavours is None or f in args.flavours.split(",")]
     rows = []
     for variant in args.models.split(","):

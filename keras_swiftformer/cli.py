@@ -331,7 +331,7 @@ def export(args):
                   f"operations on the Edge TPU, {compiled['ops_on_cpu']} on the CPU.")
     # Verification on real pixels where a calibration folder is at hand, else random ones.
     if args.calibration and os.path.isdir(args.calibration):
-        pixels = calibration_array(args.calibration, 16, size, include_preprocessing=True)
+        pixels = calibration_array(args.calibration, 16, size, include_preprocessing=True, verbose=False)
     else:
         pixels = np.random.RandomState(0).uniform(0, 255, (8, size, size, 3)).astype("float32")
     folded = bool(result.get("include_preprocessing"))

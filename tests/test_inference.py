@@ -157,3 +157,22 @@ def test_torch_compile_compiles_once():
         with torch._dynamo.config.patch(error_on_recompile=True):
             for _ in range(3):
                 np.testing.assert_allclose(to_numpy(compiled(images)), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch.compile: the PyTorch backend")
+def test_torch_compile_guards_no_sublayer_losses():
+    """Keras' top-level `__call__` clears the losses of every sublayer, recursively; traced,
+    that is a guard on each sublayer's loss lists, checked before every compiled call. An
+    inference form's layers add no losses, so it clears only its own."""
+    import torch
+
+    folded = inference_model(randomise_weights(tiny_model(), seed=11))
+    with torch.inference_mode():
+        explained = torch._dynamo.explain(folded)(torch.from_numpy(IMAGES))
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+    sublayer_losses = [g.name for g in explained.out_guards if "._layers[" in g.name and "_loss" in g.name]
+    assert not sublayer_losses, sublayer_losses[:3]
+    # What that relies on: calling the form leaves no loss on any of its layers.
+    folded(IMAGES)
+    assert not any(layer.losses for layer in folded._flatten_layers())
+

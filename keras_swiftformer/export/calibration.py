@@ -23,7 +23,7 @@ def _warn_if_few(images, asked, source):
         )
 
 
-def _folder_images(folder, count, image_size, include_preprocessing):
+def _folder_images(folder, count, image_size, include_preprocessing, verbose):
     paths = sorted(
         os.path.join(root, name)
         for root, _, names in os.walk(folder)
@@ -35,7 +35,7 @@ def _folder_images(folder, count, image_size, include_preprocessing):
             f"The calibration folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})."
         )
     images, unreadable = [], []
-    progress = keras.utils.Progbar(min(count, len(paths)), unit_name="calibration image")
+    progress = keras.utils.Progbar(min(count, len(paths)), unit_name="calibration image", verbose=int(verbose))
     for path in paths:
         if len(images) == count:
             break
@@ -48,11 +48,12 @@ def _folder_images(folder, count, image_size, include_preprocessing):
         raise ValueError(f"None of the images in {folder} could be read: {unreadable[:5]}")
     if unreadable:
         warnings.warn(f"Skipped {len(unreadable)} unreadable calibration images: {unreadable[:5]}", stacklevel=3)
-    _warn_if_few(images, count, folder)
+    if verbose:
+        _warn_if_few(images, count, folder)
     return np.stack(images)
 
 
-def _tfds_images(name, count, image_size, include_preprocessing):
+def _tfds_images(name, count, image_size, include_preprocessing, verbose):
     tfds = require("tensorflow_datasets", f"calibrating on the tfds dataset {name!r}")
     if name.split(":")[0] not in tfds.list_builders():
         raise ValueError(
@@ -63,33 +64,36 @@ def _tfds_images(name, count, image_size, include_preprocessing):
         dataset = tfds.load(name.split(":")[0], split="train", shuffle_files=False)
     except Exception as error:  # noqa: BLE001 - tfds raises many kinds
         raise ValueError(f"Could not load the tfds dataset {name!r}: {error}") from error
-    progress = keras.utils.Progbar(count, unit_name="calibration image")
+    progress = keras.utils.Progbar(count, unit_name="calibration image", verbose=int(verbose))
     images = []
     for example in dataset.take(count):
         images.append(load_image(example["image"].numpy(), image_size, normalize=not include_preprocessing))
         progress.add(1)
     if not images:
         raise ValueError(f"The tfds dataset {name!r} yielded no images.")
-    _warn_if_few(images, count, name)
+    if verbose:
+        _warn_if_few(images, count, name)
     return np.stack(images)
 
 
-def calibration_array(data, count, image_size, include_preprocessing):
+def calibration_array(data, count, image_size, include_preprocessing, verbose=True):
     """`representative_data` as one float32 array (N, H, W, 3) of model inputs.
 
     `data`: a folder of images or a tfds dataset name (both get the official evaluation
     transform; raw pixels if `include_preprocessing`), or a NumPy array / iterable of arrays
-    holding model inputs exactly as `model.predict` takes them.
+    holding model inputs exactly as `model.predict` takes them. `verbose=False` reads them
+    without the progress bar and the warning about calibrating on few images (for images to
+    verify an export on, read after it was calibrated).
     """
     if isinstance(data, (str, os.PathLike)):
         data = os.fspath(data)
         if os.path.isdir(data):
-            return _folder_images(data, count, image_size, include_preprocessing)
+            return _folder_images(data, count, image_size, include_preprocessing, verbose)
         if os.path.exists(data):
             raise ValueError(f"`representative_data` must be a folder of images, not a file: {data}")
         if os.sep in data or data.startswith("."):
             raise ValueError(f"The calibration folder was not found: {data}")
-        return _tfds_images(data, count, image_size, include_preprocessing)
+        return _tfds_images(data, count, image_size, include_preprocessing, verbose)
     if isinstance(data, np.ndarray):
         array = data
     else:

@@ -132,6 +132,14 @@ class FoldedSwiftFormer(keras.Model):
             x = layer.call(x)
         return x
 
+    def _clear_losses(self):
+        """Clears this model's own losses only. Keras' `__call__` walks every sublayer to clear
+        theirs; under `torch.compile` that walk is traced, and dynamo then checks each
+        sublayer's loss lists before every compiled call (hundreds of guards, about a third of
+        the guard checks at batch 1). No layer of an inference form adds a loss."""
+        self._losses.clear()
+        self._loss_ids.clear()
+
 
 def _layer_chain(model):
     """`model`'s layers in order if each one's only input is the previous one's output and all
