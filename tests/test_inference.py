@@ -175,4 +175,3 @@ def test_torch_compile_guards_no_sublayer_losses():
     # What that relies on: calling the form leaves no loss on any of its layers.
     folded(IMAGES)
     assert not any(layer.losses for layer in folded._flatten_layers())
-
