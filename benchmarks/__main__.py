@@ -15,6 +15,7 @@ folder), or with --publish to docs/benchmarks, which the README embeds.
 
 import argparse
 import concurrent.futures
+import contextlib
 import datetime
 import hashlib
 import importlib.metadata
@@ -25,11 +26,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from benchmarks.arguments import check_threads, require_installed, variant_list
 from benchmarks.measure import THREAD_VARIABLES
 from benchmarks.report import write_report
+from benchmarks.workers import TORCH_PEERS
 from keras_swiftformer.cli import HelpFormatter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,24 +102,39 @@ def versions():
     return found
 
 
-def cache_key():
-    """A key of everything an exported file or compiled kernel depends on: the library's code
-    and the versions of the converters and runtimes. A change to either starts a new cache."""
+def _digest(folders, files=()):
     digest = hashlib.sha256(json.dumps(versions(), sort_keys=True).encode())
-    for folder in ("keras_swiftformer", "conversion"):
-        for directory, _, names in sorted(os.walk(os.path.join(ROOT, folder))):
-            for name in sorted(n for n in names if n.endswith(".py")):
-                with open(os.path.join(directory, name), "rb") as file:
-                    digest.update(name.encode() + file.read())
+    paths = [os.path.join(directory, name) for folder in folders
+             for directory, _, names in sorted(os.walk(os.path.join(ROOT, folder)))
+             for name in sorted(names) if name.endswith(".py")]
+    for path in paths + [os.path.join(ROOT, f) for f in files]:
+        with open(path, "rb") as file:
+            digest.update(os.path.basename(path).encode() + file.read())
     return digest.hexdigest()[:16]
 
 
+def cache_key():
+    """A key of everything our exported files and compiled kernels depend on: the library's
+    code and the versions of the converters and runtimes. A change to either starts a new cache."""
+    return _digest(("keras_swiftformer", "conversion"))
+
+
+def peer_cache_key():
+    """The official model's key (its torch.onnx.export and compiled kernels): the versions,
+    the reference model's code and how the workers build, export and compile it. A change to
+    the library alone keeps it, so the first run of new library code does not compile the
+    peers again (7-9 of the 20 minutes of a cold run here)."""
+    return "official-" + _digest(("conversion",), files=("benchmarks/workers.py",))
+
+
 def _environment(job, backend):
+    # Compiled kernels are kept with the exported files, under the same key: the official
+    # model's under the peers' key, ours under the library's.
+    cache = job["peer_cache"] if job["runtime"] in TORCH_PEERS else job["cache"]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                TF_CPP_MIN_LOG_LEVEL="3",
-               # Compiled kernels are kept with the exported files, under the same key.
-               TORCHINDUCTOR_CACHE_DIR=os.path.join(job["cache"], "inductor"),
-               JAX_COMPILATION_CACHE_DIR=os.path.join(job["cache"], "jax"),
+               TORCHINDUCTOR_CACHE_DIR=os.path.join(cache, "inductor"),
+               JAX_COMPILATION_CACHE_DIR=os.path.join(cache, "jax"),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                # Inductor's pool of compile workers outlives the compilation and slows every
                # other process on the cores (torch eager 29 -> 41 ms beside it): compile in
@@ -144,20 +162,106 @@ def _error_row(job, text):
     return {"runtime": job["runtime"], "threads": job["threads"], "error": text[-2000:] or "the process failed"}
 
 
-def run_job(job, backend=None, log=print):
-    """Runs one job in a fresh process and returns its rows (an error row if it failed)."""
+# Every timed measurement runs alone on the cores. Preparations (exporting, compiling: nothing
+# timed) run two at a time, and a measurement may begin while one still runs: it stops every
+# preparing process, with its subprocesses (inductor's C++ compilers), for its duration.
+_MEASURING = threading.Lock()
+_PREPARING = set()
+
+
+def _process_tree(pid):
+    """`pid` and every process below it, from /proc."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as file:
+                    parent = int(file.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    tree, pending = [], [pid]
+    while pending:
+        tree.append(pending.pop())
+        pending += children.get(tree[-1], [])
+    return tree
+
+
+def _send(pids, signal_number):
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal_number)
+
+
+def _state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None  # gone
+
+
+def _stop(pids):
+    """SIGSTOP, then wait until each has stopped: the signal lands asynchronously."""
+    _send(pids, signal.SIGSTOP)
+    deadline = time.time() + 2.0
+    while time.time() < deadline and any(_state(pid) not in (None, "T", "t", "Z", "X") for pid in pids):
+        time.sleep(0.001)
+
+
+@contextlib.contextmanager
+def alone():
+    """The cores to the caller only: every preparing process stopped until the block ends."""
+    with _MEASURING:
+        stopped = [pid for process in list(_PREPARING) if process.poll() is None
+                   for pid in _process_tree(process.pid)]
+        _stop(stopped)
+        try:
+            yield
+        finally:
+            _send(stopped, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def preparing(start):
+    """`start()`'s process (a Popen) while it prepares: beside another, stopped by `alone`.
+    It is started between measurements, never during one."""
+    with _MEASURING:
+        process = start()
+        _PREPARING.add(process)
+    try:
+        yield process
+    finally:
+        with _MEASURING:
+            _PREPARING.discard(process)
+
+
+def run_job(job, backend=None, log=print, timed=False):
+    """Runs one job in a fresh process and returns its rows (an error row if it failed):
+    alone on the cores if `timed`, else as a preparation."""
     with tempfile.TemporaryDirectory(prefix="swiftformer-bench-") as workspace:
         job_path, result_path = os.path.join(workspace, "job.json"), os.path.join(workspace, "result.json")
         with open(job_path, "w") as file:
             json.dump(job, file)
         start = time.time()
-        process = subprocess.run([sys.executable, "-m", "benchmarks.workers", job_path, result_path],
-                                 env=_environment(job, backend), capture_output=True, text=True, cwd=ROOT,
-                                 preexec_fn=_pinned(job["threads"]))
+
+        def launch():
+            return subprocess.Popen([sys.executable, "-m", "benchmarks.workers", job_path, result_path],
+                                    env=_environment(job, backend), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                    preexec_fn=_pinned(job["threads"]))
+
+        if timed:
+            with alone():
+                process = launch()
+                _, stderr = process.communicate()
+        else:
+            with preparing(launch) as process:
+                _, stderr = process.communicate()
         if process.returncode != 0 or not os.path.exists(result_path):
-            last = process.stderr.strip().splitlines()[-1] if process.stderr.strip() else process.returncode
+            last = stderr.strip().splitlines()[-1] if stderr.strip() else process.returncode
             log(f"  {_name(job)}: FAILED ({last})")
-            return [_error_row(job, process.stderr)]
+            return [_error_row(job, stderr)]
         with open(result_path) as file:
             rows = json.load(file)
         log(f"  {_name(job)}: {len(rows)} measurements in {time.time() - start:.0f} s")
@@ -177,11 +281,15 @@ class RuntimeProcess:
             json.dump(job, file)
         self.stderr = open(os.path.join(self.workspace.name, "stderr.txt"), "w+")
         start = time.time()
-        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.workers", job_path],
-                                        env=_environment(job, backend), cwd=ROOT, text=True,
-                                        preexec_fn=_pinned(job["threads"]),
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
-        self.error = None if self._answer("READY") is not None else self._failure()
+
+        def launch():
+            return subprocess.Popen([sys.executable, "-m", "benchmarks.workers", job_path],
+                                    env=_environment(job, backend), cwd=ROOT, text=True,
+                                    preexec_fn=_pinned(job["threads"]),
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
+
+        with preparing(launch) as self.process:
+            self.error = None if self._answer("READY") is not None else self._failure()
         print(f"  {_name(job)}: " + (f"ready in {time.time() - start:.0f} s" if not self.error else "FAILED"), flush=True)
         self._pause()
 
@@ -190,7 +298,7 @@ class RuntimeProcess:
     # measured 29 ms alone, 40-50 ms beside idle XLA and torch.compile processes).
     def _pause(self):
         if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGSTOP)
+            _stop([self.process.pid])
 
     def _resume(self):
         if self.process.poll() is None:
@@ -209,14 +317,15 @@ class RuntimeProcess:
     def measure(self, round_index):
         if self.error:
             return [_error_row(self.job, self.error)]
-        self._resume()
-        try:
-            self.process.stdin.write(f"measure {round_index}\n")
-            self.process.stdin.flush()
-        except BrokenPipeError:
-            pass
-        answer = self._answer("ROWS ")
-        self._pause()
+        with alone():
+            self._resume()
+            try:
+                self.process.stdin.write(f"measure {round_index}\n")
+                self.process.stdin.flush()
+            except BrokenPipeError:
+                pass
+            answer = self._answer("ROWS ")
+            self._pause()
         if answer is None:
             self.error = self._failure()
             return [_error_row(self.job, self.error)]
@@ -362,18 +471,20 @@ def main(argv=None):
                      pipeline=not args.no_training)
     cache = os.path.join(args.cache, cache_key())
     os.makedirs(cache, exist_ok=True)
-    common = {"threads": args.threads, "cache": cache}
+    peer_cache = os.path.join(args.cache, peer_cache_key())
+    os.makedirs(peer_cache, exist_ok=True)
+    common = {"threads": args.threads, "cache": cache, "peer_cache": peer_cache}
     # The preparation ran each case once; a waiting process gets its pages and pools back in
     # the warm-up (a call and at least 0.2 s). Then at least 3 runs and `--budget` seconds: the
     # spread that matters is the one between rounds, which the report gives.
     timing = {"warmup": 1, "warmup_s": 0.2, "min_repeats": 3, "max_repeats": 50, "budget_s": args.budget}
     started = time.time()
     print(f"benchmarking {', '.join(variants)} at {args.image_size}x{args.image_size}, batch {batch_sizes}, "
-          f"{args.threads} threads, {args.rounds} rounds; cache {cache}")
+          f"{args.threads} threads, {args.rounds} rounds; caches {cache}, {peer_cache}")
 
-    sgemm = run_job({**common, "worker": "sgemm", "runtime": "sgemm"})
+    sgemm = run_job({**common, "worker": "sgemm", "runtime": "sgemm"}, timed=True)
     if lists["one_thread"]:
-        sgemm += run_job({**common, "threads": 1, "worker": "sgemm", "runtime": "sgemm"})
+        sgemm += run_job({**common, "threads": 1, "worker": "sgemm", "runtime": "sgemm"}, timed=True)
     file_runtimes = [r for r in dict.fromkeys(runtimes + lists["one_thread"]) if r in FILE_KINDS]
     one_thread = lists["one_thread"] if args.threads > 1 else []
 
@@ -456,61 +567,71 @@ def main(argv=None):
         closer.shutdown(wait=False)
 
     phases["rounds"] = time.time() - started - sum(phases.values())
-    training = []
-    if lists["training"]:
-        print(f"training step, batch {args.training_batch} ({(time.time() - started) / 60:.1f} min so far)")
-        # A warm-up step in the preparation compiles (JAX, tf.function, torch.compile) and fills
-        # the optimizer's state; then three timed steps (a step takes seconds at batch 32 here,
-        # far more than a paused process needs to get its caches back). Two runtimes prepare at
-        # a time, then are measured one after the other, alone: at most two processes hold a
-        # batch-32 step's memory.
-        train_timing = {"warmup": 0, "warmup_s": 0.0, "min_repeats": 3, "max_repeats": 3, "budget_s": 0.0}
-        training_variants = [v.upper() for v in _list(args.training_models)]
-
-        def start_training(runtime):
-            backend = runtime.split("-")[1] if runtime.startswith("keras-") else None
-            return RuntimeProcess({**common, "worker": "training", "runtime": runtime, "variants": training_variants,
-                                   "batch": args.training_batch, "size": args.image_size,
-                                   "timing": train_timing}, backend)
-
-        # The longest preparations pair with each other.
-        ordered = sorted(lists["training"], key=lambda r: r not in TRAINING_SLOW_TO_PREPARE)
-        for pair_start in range(0, len(ordered), 2):
-            pair = ordered[pair_start:pair_start + 2]
-            with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-                started_pair = list(pool.map(start_training, pair))
-            closed.result()
-            for process in started_pair:
-                try:
-                    training += process.measure(0)
-                finally:
-                    process.close()
-        training.sort(key=lambda row: lists["training"].index(row["runtime"]))
-        training += run_job({**common, "worker": "pipeline", "runtime": "input-pipeline",
-                             "image_size": args.image_size, "batch_size": args.training_batch,
-                             "budget_s": 3.0 if not args.quick else 1.0}, backend="tensorflow")
-
-    closed.result()
-    phases["training"] = time.time() - started - sum(phases.values())
-    sweep = []
+    # Then the training steps, the resolution sweep and the input pipeline: each task prepares
+    # (untimed; two at a time, so at most two batch-32 training steps are in memory) and is then
+    # measured alone, the other task's preparation stopped meanwhile (`alone`). The longest
+    # preparations start first, so the minutes torch.compile spends on a training step pass
+    # beside the other tasks instead of before them.
+    train_timing = {"warmup": 0, "warmup_s": 0.0, "min_repeats": 3, "max_repeats": 3, "budget_s": 0.0}
     sweep_timing = {"warmup": 1, "min_repeats": 3, "max_repeats": 10, "budget_s": args.budget}
-    for runtime in lists["sweep"] + (["torch-eager-mhsa"] if lists["sweep"] else []):
+    training_variants = [v.upper() for v in _list(args.training_models)]
+
+    def measured_once(job, backend):
+        process = RuntimeProcess(job, backend)
+        try:
+            closed.result()  # the inference processes are gone before anything is timed
+            return process.measure(0)
+        finally:
+            process.close()
+
+    def training_task(runtime):
+        # A warm-up step in the preparation compiles (JAX, tf.function, torch.compile) and
+        # fills the optimizer's state; then three timed steps (a step takes seconds at batch
+        # 32 here, far more than a stopped process needs to get its caches back).
+        backend = runtime.split("-")[1] if runtime.startswith("keras-") else None
+        return measured_once({**common, "worker": "training", "runtime": runtime, "variants": training_variants,
+                              "batch": args.training_batch, "size": args.image_size, "timing": train_timing}, backend)
+
+    def sweep_task(runtime):
         worker, backend = RUNTIMES.get(runtime, ("torch", None))
         job = {**common, "worker": worker, "runtime": runtime, "variants": [args.sweep_model],
                "sizes": sweep_sizes, "batch_sizes": [1], "timing": sweep_timing, "max_ms": 4000,
                "kind": FILE_KINDS.get(runtime)}
+        rows = []
         if worker == "files":
             job["files"] = sweep_exported[0] if "error" not in sweep_exported[0] else {}
             job["sizes"] = [s for s in sweep_sizes if f"{args.sweep_model}/{FILE_KINDS[runtime]}/{s}" in job["files"]]
             errors = _export_errors(job["files"], runtime) if job["files"] \
                 else {"the export process": sweep_exported[0]["error"]}
-            sweep += [{"runtime": runtime, "threads": args.threads, "error": f"export failed: {key}: {message}"}
-                      for key, message in errors.items()]
+            rows = [{"runtime": runtime, "threads": args.threads, "error": f"export failed: {key}: {message}"}
+                    for key, message in errors.items()]
             if not job["sizes"]:
-                continue
-        sweep += run_job(job, backend)
+                return rows
+        return rows + measured_once(job, backend)
 
-    phases["sweep"] = time.time() - started - sum(phases.values())
+    def pipeline_task():
+        closed.result()
+        return run_job({**common, "worker": "pipeline", "runtime": "input-pipeline", "image_size": args.image_size,
+                        "batch_size": args.training_batch, "budget_s": 3.0 if not args.quick else 1.0},
+                       backend="tensorflow", timed=True)
+
+    sweep_runtimes = lists["sweep"] + (["torch-eager-mhsa"] if lists["sweep"] else [])
+    training_order = sorted(lists["training"], key=lambda r: r not in TRAINING_SLOW_TO_PREPARE)
+    tasks = [("training", training_task, r) for r in training_order if r in TRAINING_SLOW_TO_PREPARE]
+    tasks += [("sweep", sweep_task, r) for r in sweep_runtimes]
+    tasks += [("training", training_task, r) for r in training_order if r not in TRAINING_SLOW_TO_PREPARE]
+    if lists["training"]:
+        tasks.append(("pipeline", lambda _: pipeline_task(), None))
+    print(f"training step at batch {args.training_batch}, resolution sweep, input pipeline "
+          f"({(time.time() - started) / 60:.1f} min so far)")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        done = [(kind, pool.submit(task, runtime)) for kind, task, runtime in tasks]
+        rows = {kind: [row for task_kind, future in done if task_kind == kind for row in future.result()]
+                for kind in ("training", "sweep", "pipeline")}
+    closed.result()
+    training = sorted(rows["training"], key=lambda row: lists["training"].index(row["runtime"])) + rows["pipeline"]
+    sweep = sorted(rows["sweep"], key=lambda row: sweep_runtimes.index(row["runtime"]))
+    phases["training, sweep and pipeline"] = time.time() - started - sum(phases.values())
     report = {"machine": machine(),
               "settings": {"variants": variants, "batch_sizes": batch_sizes, "size": args.image_size,
                            "threads": args.threads, "rounds": args.rounds, "budget_s": args.budget,

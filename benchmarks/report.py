@@ -24,6 +24,8 @@ LABELS = {
     "onnx-ours": "our ONNX (ONNX Runtime)",
     "torch-eager-mhsa": "same network, self-attention (PyTorch eager)",
 }
+# Freezing is an inference transformation: the training step's torch.compile runs without it.
+TRAINING_LABELS = {**LABELS, "torch-compile": "torch.compile"}
 KERAS = ("keras-tensorflow", "keras-tensorflow-xla", "keras-jax", "keras-torch", "keras-torch-compile")
 TORCH = ("torch-eager", "torch-eager-channels-last", "torch-compile", "torch-compile-max-autotune")
 PEERS = TORCH + ("ort-torch-export",)
@@ -259,7 +261,7 @@ def _training_lines(report):
         for row in steps:
             eager, compiled = index.get(("torch-eager", row["variant"])), index.get(("torch-compile", row["variant"]))
             lines.append(
-                f"| {row['variant']} | {LABELS.get(row['runtime'], row['runtime'])} | {row['median_ms']:.0f} | "
+                f"| {row['variant']} | {TRAINING_LABELS.get(row['runtime'], row['runtime'])} | {row['median_ms']:.0f} | "
                 f"{row['p25_ms']:.0f}-{row['p75_ms']:.0f} | {1000 * batch / row['median_ms']:.1f} | "
                 f"{_fmt(row['median_ms'] / eager['median_ms']) if eager else '-'} | "
                 f"{_fmt(row['median_ms'] / compiled['median_ms']) if compiled else '-'} |"

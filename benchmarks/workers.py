@@ -160,7 +160,7 @@ def official_onnx_file(variant, size, cache):
 
 def _ort_on_torch_export(model, x, job):
     """What a PyTorch user deploying on CPU runs: torch.onnx.export + ONNX Runtime."""
-    return _file_call(torch_onnx_file(model, x, job["cache"]), x.numpy(), job["threads"])
+    return _file_call(torch_onnx_file(model, x, job["peer_cache"]), x.numpy(), job["threads"])
 
 
 def _file_call(path, x, threads):

@@ -10,7 +10,7 @@ import sys
 import pytest
 from helpers import ROOT, optional
 
-from benchmarks.__main__ import DEFAULT_RUNTIMES, _parser, cache_key
+from benchmarks.__main__ import DEFAULT_RUNTIMES, _parser, alone, cache_key, peer_cache_key, preparing
 from benchmarks.__main__ import main as benchmark_main
 from benchmarks.report import _target_lines, ratio_over_rounds, target_ratios
 
@@ -64,11 +64,41 @@ def test_quick_benchmark_covers_every_runtime(tmp_path):
     assert (tmp_path / "out" / "resolution.png").stat().st_size > 1000
     assert report["machine"]["versions"]["keras"]
     # Where the run's time went, for the "under 20 minutes" target: every phase, adding up.
-    assert list(report["phases_s"]) == ["sgemm", "preparing", "rounds", "training", "sweep"]
+    assert list(report["phases_s"]) == ["sgemm", "preparing", "rounds", "training, sweep and pipeline"]
     assert abs(sum(report["phases_s"].values()) - report["wall_s"]) < 1.0
     assert isinstance(report["machine"]["int8_dot_product"], list)
-    # Exported files and compiled kernels live under a key of the code and versions.
-    assert os.listdir(tmp_path / "cache") == [report["settings"]["cache_key"]] == [cache_key()]
+    # Exported files and compiled kernels live under a key of the code and versions: ours under
+    # the library's, the official model's under the peers'.
+    assert report["settings"]["cache_key"] == cache_key()
+    assert sorted(os.listdir(tmp_path / "cache")) == sorted([cache_key(), peer_cache_key()])
+    assert os.listdir(tmp_path / "cache" / peer_cache_key())  # the torch export and inductor's kernels
+
+
+def test_a_measurement_stops_every_preparing_process_and_its_children():
+    """`alone`: a preparation (here a process with a busy child, as inductor's compiler is)
+    is stopped while a measurement runs and continues after it."""
+    script = ("import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', 'while True: pass']);"
+              "print(child.pid, flush=True); child.wait()")
+
+    def state(pid):
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0]
+
+    def launch():
+        return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+
+    with preparing(launch) as process:
+        try:
+            child = int(process.stdout.readline())
+            assert state(process.pid) != "T" and state(child) != "T"
+            with alone():
+                assert state(process.pid) == "T" and state(child) == "T"
+            assert state(process.pid) != "T" and state(child) != "T"
+        finally:
+            os.kill(child, 9)
+            process.wait()
+    with alone():  # nothing preparing any more: nothing to stop
+        pass
 
 
 def test_ratios_are_taken_within_rounds():
