@@ -1,6 +1,6 @@
 """Benchmark keras-swiftformer against the official PyTorch model, at its best, on this machine.
 
-    python -m benchmarks                       # everything: about 17 min on 2 cores (30 with cold caches)
+    python -m benchmarks                       # everything: about 20 min on 2 cores from empty caches
     python -m benchmarks --models L1 --batch-sizes 1 --no-sweep --no-training
     python -m benchmarks --quick               # a smoke run of every runtime
 
@@ -123,7 +123,7 @@ def peer_cache_key():
     """The official model's key (its torch.onnx.export and compiled kernels): the versions,
     the reference model's code and how the workers build, export and compile it. A change to
     the library alone keeps it, so the first run of new library code does not compile the
-    peers again (7-9 of the 20 minutes of a cold run here)."""
+    peers again."""
     return "official-" + _digest(("conversion",), files=("benchmarks/workers.py",))
 
 
