@@ -42,7 +42,8 @@ def main():
     model = keras_swiftformer.SwiftFormerXS(weights="imagenet", classes=classes)  # new head, pretrained backbone
     model.compile(keras.optimizers.AdamW(2e-4, weight_decay=0.025),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    model.fit(train, validation_data=val, epochs=args.epochs)
+    # shuffle=False: the dataset shuffles itself (above); Keras' default would be ignored, with a warning.
+    model.fit(train, validation_data=val, epochs=args.epochs, shuffle=False)
     save_weights(model, args.output)  # written whole or not at all
     print(f"Wrote {args.output}")
 
