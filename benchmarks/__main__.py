@@ -1,6 +1,6 @@
 """Benchmark keras-swiftformer against the official PyTorch model, at its best, on this machine.
 
-    python -m benchmarks                       # everything: about 20 min on 2 cores from empty caches
+    python -m benchmarks                       # everything: about 13 min on 2 cores (20 from empty caches)
     python -m benchmarks --models L1 --batch-sizes 1 --no-sweep --no-training
     python -m benchmarks --quick               # a smoke run of every runtime
 

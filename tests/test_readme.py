@@ -121,7 +121,7 @@ PLAN = {
         }),
     ],
     "not run": [
-        ("python -m benchmarks                 # everything (19.4 min on 2 cores here, from empty caches), into runs/benchmarks; --help for subsets", {
+        ("python -m benchmarks                 # everything (13 min on 2 cores here, 19.4 from empty caches), into runs/benchmarks; --help for subsets", {
             "skip": {"python -m benchmarks": "20 minutes: test_benchmarks runs `python -m benchmarks --quick` end to end "
                      "and checks --publish is needed to write docs/benchmarks"},
         }),
