@@ -17,6 +17,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import datetime
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -169,17 +170,23 @@ _MEASURING = threading.Lock()
 _PREPARING = set()
 
 
+def _stat(pid):
+    """The fields of /proc/PID/stat after the command name (state first, then the parent), or
+    None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _process_tree(pid):
     """`pid` and every process below it, from /proc."""
     children = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as file:
-                    parent = int(file.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
+        fields = _stat(entry) if entry.isdigit() else None
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(entry))
     tree, pending = [], [pid]
     while pending:
         tree.append(pending.pop())
@@ -193,19 +200,11 @@ def _send(pids, signal_number):
             os.kill(pid, signal_number)
 
 
-def _state(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None  # gone
-
-
 def _stop(pids):
     """SIGSTOP, then wait until each has stopped: the signal lands asynchronously."""
     _send(pids, signal.SIGSTOP)
     deadline = time.time() + 2.0
-    while time.time() < deadline and any(_state(pid) not in (None, "T", "t", "Z", "X") for pid in pids):
+    while time.time() < deadline and any((_stat(pid) or ["X"])[0] not in ("T", "t", "Z", "X") for pid in pids):
         time.sleep(0.001)
 
 
@@ -616,18 +615,18 @@ def main(argv=None):
                        backend="tensorflow", timed=True)
 
     sweep_runtimes = lists["sweep"] + (["torch-eager-mhsa"] if lists["sweep"] else [])
-    training_order = sorted(lists["training"], key=lambda r: r not in TRAINING_SLOW_TO_PREPARE)
-    tasks = [("training", training_task, r) for r in training_order if r in TRAINING_SLOW_TO_PREPARE]
-    tasks += [("sweep", sweep_task, r) for r in sweep_runtimes]
-    tasks += [("training", training_task, r) for r in training_order if r not in TRAINING_SLOW_TO_PREPARE]
+    slow = [r for r in lists["training"] if r in TRAINING_SLOW_TO_PREPARE]
+    tasks = [("training", functools.partial(training_task, r)) for r in slow]
+    tasks += [("sweep", functools.partial(sweep_task, r)) for r in sweep_runtimes]
+    tasks += [("training", functools.partial(training_task, r)) for r in lists["training"] if r not in slow]
     if lists["training"]:
-        tasks.append(("pipeline", lambda _: pipeline_task(), None))
+        tasks.append(("pipeline", pipeline_task))
     print(f"training step at batch {args.training_batch}, resolution sweep, input pipeline "
           f"({(time.time() - started) / 60:.1f} min so far)")
+    rows = {"training": [], "sweep": [], "pipeline": []}
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        done = [(kind, pool.submit(task, runtime)) for kind, task, runtime in tasks]
-        rows = {kind: [row for task_kind, future in done if task_kind == kind for row in future.result()]
-                for kind in ("training", "sweep", "pipeline")}
+        for kind, future in [(kind, pool.submit(task)) for kind, task in tasks]:
+            rows[kind] += future.result()
     closed.result()
     training = sorted(rows["training"], key=lambda row: lists["training"].index(row["runtime"])) + rows["pipeline"]
     sweep = sorted(rows["sweep"], key=lambda row: sweep_runtimes.index(row["runtime"]))
